@@ -1,0 +1,43 @@
+"""spiking-maelstrom: Maelstrom networks (arXiv 2408.16632) as neuromorphic spiking reservoirs.
+
+Data -> trainable encoder -> frozen spiking maelstrom -> trainable readout; no gradient ever
+crosses the maelstrom.
+"""
+
+from .data import TASKS, Task, load_task
+from .encoders import ConvEncoder, Encoder, MLPEncoder
+from .learning import RULES, make_rule, predict, train_batch
+from .maelstrom import Maelstrom, MaelstromConfig
+from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network
+from .neuron import CubaLIFState, cuba_lif_step
+from .readouts import LinearReadout, MLPReadout, RidgeReadout
+from .trainer import TrainConfig, Trainer, load_network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TASKS",
+    "Task",
+    "load_task",
+    "Encoder",
+    "MLPEncoder",
+    "ConvEncoder",
+    "Maelstrom",
+    "MaelstromConfig",
+    "CubaLIFState",
+    "cuba_lif_step",
+    "LinearReadout",
+    "MLPReadout",
+    "RidgeReadout",
+    "MaelstromNetwork",
+    "NetworkConfig",
+    "NetworkState",
+    "build_network",
+    "RULES",
+    "make_rule",
+    "train_batch",
+    "predict",
+    "Trainer",
+    "TrainConfig",
+    "load_network",
+]

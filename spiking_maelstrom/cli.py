@@ -1,0 +1,250 @@
+"""The ``maelstrom`` command line: train and evaluate Maelstrom networks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .checkpoint import load_checkpoint, write_json
+from .data import TASKS, load_task
+from .device import resolve_device
+from .learning import RULES
+from .maelstrom import MaelstromConfig
+from .network import ENCODERS, READOUTS, NetworkConfig, build_network
+from .plots import plot_accuracy, plot_raster
+from .trainer import TrainConfig, Trainer, evaluate_network, load_network
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CLIError(Exception):
+    """An error reported to the user in one line."""
+
+
+def _task_options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"--task-option expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maelstrom",
+        description="Maelstrom networks: a frozen spiking reservoir between a trainable encoder and readout.",
+    )
+    parser.add_argument("--version", action="version", version=f"spiking-maelstrom {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a network and write a run directory")
+    train.add_argument("--dataset", default="randman", choices=TASKS, help="task (default: randman, embedded)")
+    train.add_argument("--data-dir", type=Path, help="data root for recorded data sets (unused by embedded tasks)")
+    train.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, e.g. delay_steps=20 or manifold_dim=2 (repeatable)",
+    )
+    train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    train.add_argument("--neurons", type=int, default=MaelstromConfig.n_neurons, help="maelstrom size")
+    train.add_argument(
+        "--encoder-rule",
+        default="dfa",
+        choices=RULES,
+        help="credit for the encoder: frozen (classic LSM), dfa, local (default: dfa)",
+    )
+    train.add_argument("--encoder", default="mlp", choices=ENCODERS, help="input network (default: mlp)")
+    train.add_argument("--readout", default="linear", choices=READOUTS, help="output network (default: linear)")
+    train.add_argument("--no-feedback", action="store_true", help="no top-down feedback into the encoder")
+    train.add_argument("--no-recurrence", action="store_true", help="switch the maelstrom's recurrence off")
+    train.add_argument(
+        "--topology",
+        default="random",
+        choices=("random", "distance"),
+        help="sparse random or distance-dependent 3-D column connectivity",
+    )
+    train.add_argument("--spectral-radius", type=float, default=MaelstromConfig.spectral_radius)
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    train.add_argument("--lr", type=float, default=TrainConfig.lr, help="readout learning rate")
+    train.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_lr)
+    train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the maelstrom, initial weights and shuffling")
+    train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    evaluate = sub.add_parser("evaluate", help="score a trained run on a data set's test split")
+    evaluate.add_argument("run_dir", type=Path, help="run directory (or checkpoint file) written by train")
+    evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
+    evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
+    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    evaluate.add_argument("--device", default="auto")
+    return parser
+
+
+def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
+    maelstrom = MaelstromConfig(
+        n_neurons=args.neurons,
+        topology=args.topology,
+        spectral_radius=args.spectral_radius,
+        recurrent=not args.no_recurrence,
+        dt=task.dt,
+        seed=args.seed,
+    )
+    return NetworkConfig(
+        input_shape=task.input_shape,
+        n_classes=task.n_classes,
+        maelstrom=maelstrom,
+        encoder=args.encoder,
+        readout=args.readout,
+        feedback=not (args.no_feedback or args.readout == "ridge"),
+        seed=args.seed,
+    )
+
+
+def _check_train_args(args: argparse.Namespace) -> None:
+    for name in ("epochs", "neurons", "batch_size", "window"):
+        value = getattr(args, name)
+        if value < (0 if name == "epochs" else 1):
+            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.readout == "ridge" and args.encoder_rule != "frozen":
+        raise CLIError("--readout ridge is fitted in closed form: use it with --encoder-rule frozen")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    _check_train_args(args)
+    device = resolve_device(args.device)
+    torch.manual_seed(args.seed)
+    out: Path = args.out
+    checkpoint = out / CHECKPOINT
+    progress = not args.quiet
+    if args.resume:
+        if not checkpoint.is_file():
+            raise CLIError(f"--resume: no checkpoint at {checkpoint}")
+        saved = load_checkpoint(checkpoint)
+        task = load_task(saved["task"]["name"], args.data_dir, **saved["task"]["options"])
+        trainer = Trainer.resume(checkpoint, task, device=device, progress=progress, epochs=args.epochs)
+    else:
+        task = load_task(args.dataset, args.data_dir, **_task_options(args.task_option))
+        network = build_network(_network_config(args, task), device=device)
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            encoder_lr=args.encoder_lr,
+            window=args.window,
+            encoder_rule=args.encoder_rule,
+            seed=args.seed,
+        )
+        trainer = Trainer(network, task, config, progress=progress)
+    write_json(
+        out / "config.json",
+        {
+            "network": trainer.network.config.to_dict(),
+            "training": trainer.state()["train_config"],
+            "task": {"name": task.name, "options": task.options},
+            "device": str(device),
+            "version": __version__,
+        },
+    )
+    trainer.fit(checkpoint)
+    if not checkpoint.is_file():
+        trainer.save(checkpoint)
+    test = trainer.evaluate(task.test)
+    x, _ = task.test[0]
+    sample = trainer.network(x[None].to(device), record=True)
+    maelstrom = trainer.network.maelstrom
+    plot_raster(
+        sample.spikes[0],
+        maelstrom.excitatory,
+        maelstrom.dt,
+        out / "raster.png",
+        title=f"maelstrom spikes, {task.name} test sample 0",
+    )
+    if trainer.history:
+        plot_accuracy(trainer.history, out / "accuracy.png", title=f"{task.name}, encoder rule {trainer.rule.name}")
+    last = trainer.history[-1] if trainer.history else {}
+    metrics = {
+        "dataset": task.name,
+        "test_accuracy": test["accuracy"],
+        "test_samples": test["samples"],
+        "test_loss": test["loss"],
+        "val_accuracy": last.get("val_accuracy"),
+        "train_accuracy": last.get("train_accuracy"),
+        "train_seconds": trainer.train_seconds,
+        "epochs": trainer.epoch,
+        "neurons": maelstrom.n_neurons,
+        "encoder_rule": trainer.rule.name,
+        "readout": trainer.network.config.readout,
+        "feedback": trainer.network.feedback,
+        "recurrent": maelstrom.config.recurrent,
+        "device": str(device),
+        "seed": trainer.config.seed,
+        "spike_rate_hz": float(sample.spikes.mean()) / maelstrom.dt,
+        "history": trainer.history,
+    }
+    write_json(out / "metrics.json", metrics)
+    print(
+        f"test accuracy {test['accuracy']:.4f} on {test['samples']} samples "
+        f"({trainer.train_seconds:.1f} s training) -> {out}"
+    )
+    return metrics
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    path: Path = args.run_dir
+    checkpoint = path / CHECKPOINT if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise CLIError(f"{path} holds no {CHECKPOINT}: pass a run directory written by 'maelstrom train'")
+    payload = load_checkpoint(checkpoint)
+    device = resolve_device(args.device)
+    name = args.dataset or payload["task"]["name"]
+    options = payload["task"]["options"] if name == payload["task"]["name"] else {}
+    task = load_task(name, args.data_dir, **options)
+    network = load_network(payload, device)
+    if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:
+        raise CLIError(
+            f"{name} has inputs {task.input_shape} and {task.n_classes} classes; the run was trained on "
+            f"{network.encoder.input_shape} with {network.n_classes} classes"
+        )
+    start = time.perf_counter()
+    result = evaluate_network(network, task.test, task.mask, payload["train_config"]["batch_size"])
+    result = {"dataset": name, **result, "seconds": time.perf_counter() - start, "checkpoint": str(checkpoint)}
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        write_json(args.json, result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"maelstrom: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("maelstrom: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

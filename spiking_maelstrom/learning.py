@@ -1,0 +1,123 @@
+"""Online training of a Maelstrom network: credit assignment for the encoder and the per-batch step.
+
+The readout always gets its exact gradient (its input features are constants). The encoder's
+credit comes from one of three rules, none of which differentiates spikes or the recurrence:
+
+* ``frozen``: the encoder stays at its random initialisation (a classic liquid state machine).
+* ``dfa``: direct feedback alignment; the per-step readout error ``dL/dy_t`` is sent to the
+  encoder's output through a fixed random matrix ``B [classes, neurons]``.
+* ``local``: the exact gradient through the maelstrom's linear input stage, the synaptic-current
+  filter ``i_t = alpha * i_{t-1} + u_t``, into the current feature the readout reads.
+
+A sequence is processed in windows of ``window`` steps; each window's graph (encoder calls only) is
+freed by its own backward pass, so memory does not grow with the sequence length. Gradients add up
+over the windows and the optimiser steps once per batch. For ``local`` the filter's gradient is
+exact inside a window and truncated at its start (exact for ``window >= T``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .network import MaelstromNetwork
+
+RULES = ("frozen", "dfa", "local")
+
+
+class EncoderRule(nn.Module):
+    """How the encoder is credited; a module so that a rule's fixed matrices are saved with it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        if name not in RULES:
+            raise ValueError(f"unknown encoder rule {name!r}: choose one of {', '.join(RULES)}")
+        self.name = name
+
+    @property
+    def trains_encoder(self) -> bool:
+        return self.name != "frozen"
+
+    @property
+    def local(self) -> bool:
+        return self.name == "local"
+
+    def encoder_loss(self, currents: Tensor, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor | None:
+        """A surrogate whose gradient w.r.t. the encoder is the rule's credit (None: nothing extra)."""
+        return None
+
+
+class DFARule(EncoderRule):
+    """Direct feedback alignment onto the encoder's output currents."""
+
+    def __init__(self, n_classes: int, n_neurons: int, seed: int) -> None:
+        super().__init__("dfa")
+        generator = torch.Generator().manual_seed(seed)
+        matrix = torch.randn(n_classes, n_neurons, generator=generator) / n_classes**0.5
+        self.register_buffer("feedback_matrix", matrix)
+
+    def encoder_loss(self, currents: Tensor, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+        onehot = nn.functional.one_hot(targets, logits.shape[-1]).to(logits.dtype)
+        error = (torch.softmax(logits.detach(), -1) - onehot[:, None, :]) * weights[..., None]
+        return (currents * (error @ self.feedback_matrix.to(logits.dtype))).sum()
+
+
+def make_rule(name: str, n_classes: int, n_neurons: int, seed: int = 0) -> EncoderRule:
+    """The rule called ``name`` (one of :data:`RULES`)."""
+    if name == "dfa":
+        return DFARule(n_classes, n_neurons, seed)
+    return EncoderRule(name)
+
+
+def step_weights(mask: Tensor, batch_size: int) -> Tensor:
+    """Per-step loss weights ``[B, T]`` from a readout mask ``[T]`` or ``[B, T]``, summing to 1."""
+    weights = mask.to(torch.float32).expand(batch_size, mask.shape[-1])
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("the readout mask selects no time step")
+    return weights / total
+
+
+def sequence_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """Cross-entropy at every step, weighted by ``weights [B, K]``."""
+    batch, steps, classes = logits.shape
+    ce = nn.functional.cross_entropy(
+        logits.reshape(-1, classes), targets.repeat_interleave(steps), reduction="none"
+    ).view(batch, steps)
+    return (ce * weights.to(ce.dtype)).sum()
+
+
+def predict(logits: Tensor, mask: Tensor) -> Tensor:
+    """Class per sample: the mask-weighted sum of per-step log-probabilities, maximised."""
+    weights = mask.to(logits.dtype).expand(logits.shape[:2])
+    return (torch.log_softmax(logits, -1) * weights[..., None]).sum(1).argmax(-1)
+
+
+def train_batch(
+    network: MaelstromNetwork,
+    rule: EncoderRule,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    targets: Tensor,
+    mask: Tensor,
+    window: int = 25,
+) -> tuple[float, Tensor]:
+    """One online pass over a batch ``x [B, T, ...]``; returns the loss and the logits ``[B, T, C]``."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    batch, steps = x.shape[:2]
+    weights = step_weights(mask, batch).to(x.device)
+    state = network.init_state(batch)
+    optimizer.zero_grad(set_to_none=True)
+    total, all_logits = 0.0, []
+    for start in range(0, steps, window):
+        sl = slice(start, start + window)
+        out = network.run_window(x[:, sl], state, encoder_grad=rule.trains_encoder, local=rule.local)
+        loss = sequence_loss(out.logits, targets, weights[:, sl])
+        extra = rule.encoder_loss(out.currents, out.logits, targets, weights[:, sl])
+        (loss if extra is None else loss + extra).backward()
+        total += float(loss.detach())
+        all_logits.append(out.logits.detach())
+        state = out.state
+    optimizer.step()
+    return total, torch.cat(all_logits, 1)

@@ -1,0 +1,182 @@
+"""The maelstrom: a frozen recurrent spiking network (liquid-state style) that holds the memory.
+
+Its weights and neuron parameters are buffers, never parameters; every update runs under
+``torch.no_grad`` on detached inputs, so no gradient can enter or cross it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .connectivity import draw_connectivity
+from .device import resolve_device
+from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
+
+DEFAULT_PROBABILITIES = {
+    # Sparse random network; every pathway 10 %.
+    "random": {"EE": 0.1, "EI": 0.1, "IE": 0.1, "II": 0.1},
+    # Maass, Natschlaeger & Markram 2002: C scales exp(-(D/lambda)^2) on a 3-D grid.
+    "distance": {"EE": 0.3, "EI": 0.2, "IE": 0.4, "II": 0.1},
+}
+
+
+@dataclass
+class MaelstromConfig:
+    """Everything that defines a maelstrom; the same config (seed included) gives the same network.
+
+    Times are in seconds. ``tau_mem`` and ``tau_syn`` are (low, high) ranges: each neuron draws its
+    own constant log-uniformly from the range (heterogeneous time constants).
+    ``connection_probability`` maps pathways ``EE, EI, IE, II`` (pre, post) to probabilities; for
+    ``topology="distance"`` they are Maass's ``C`` factors. None takes the topology's default.
+    ``spectral_radius`` is that of ``W`` in units of the threshold per spike; since each spike's
+    current is integrated over ``tau_syn``, activity outlasts the input from about 5 (fading
+    memory, the default 6) and sustains itself from about 10.
+    """
+
+    n_neurons: int = 500
+    excitatory_fraction: float = 0.8
+    topology: str = "random"
+    connection_probability: dict[str, float] | None = None
+    length_scale: float = 2.0
+    weight_spread: float = 0.5
+    inhibitory_scale: float | None = None
+    spectral_radius: float = 6.0
+    radius_method: str = "eigenvalues"
+    tau_mem: tuple[float, float] = (0.01, 0.04)
+    tau_syn: tuple[float, float] = (0.003, 0.01)
+    dt: float = 1e-3
+    v_threshold: float = 1.0
+    v_reset: float = 0.0
+    v_leak: float = 0.0
+    recurrent: bool = True
+    seed: int = 0
+
+    def probabilities(self) -> dict[str, float]:
+        """The per-pathway probabilities in force."""
+        if self.connection_probability is not None:
+            return dict(self.connection_probability)
+        if self.topology not in DEFAULT_PROBABILITIES:
+            raise ValueError(f"unknown topology {self.topology!r}: use 'random' or 'distance'")
+        return dict(DEFAULT_PROBABILITIES[self.topology])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MaelstromConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown maelstrom config keys: {sorted(unknown)}")
+        data = dict(data)
+        for key in ("tau_mem", "tau_syn"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def _log_uniform(low: float, high: float, n: int, generator: torch.Generator) -> Tensor:
+    if not 0 < low <= high:
+        raise ValueError(f"time constant range must satisfy 0 < low <= high, got ({low}, {high})")
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+
+
+class Maelstrom(nn.Module):
+    """A frozen CubaLIF reservoir with Dale's law and sparse random recurrence.
+
+    >>> m = Maelstrom(MaelstromConfig(n_neurons=100, seed=1))
+    >>> spikes, state = m.run(torch.rand(4, 20, 100))   # currents [batch, time, neurons]
+    """
+
+    def __init__(
+        self,
+        config: MaelstromConfig | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.config = config = config or MaelstromConfig()
+        generator = torch.Generator().manual_seed(config.seed)
+        conn = draw_connectivity(
+            config.n_neurons,
+            excitatory_fraction=config.excitatory_fraction,
+            probabilities=config.probabilities(),
+            topology=config.topology,
+            length_scale=config.length_scale,
+            weight_spread=config.weight_spread,
+            inhibitory_scale=config.inhibitory_scale,
+            radius=config.spectral_radius,
+            radius_method=config.radius_method,
+            generator=generator,
+        )
+        tau_mem = _log_uniform(*config.tau_mem, config.n_neurons, generator)
+        tau_syn = _log_uniform(*config.tau_syn, config.n_neurons, generator)
+        device = resolve_device(device)
+        as_buffer = dict(device=device, dtype=dtype)
+        self.register_buffer("weight", conn.weight.to(**as_buffer))
+        self.register_buffer("excitatory", conn.excitatory.to(device))
+        self.register_buffer("tau_mem", tau_mem.to(**as_buffer))
+        self.register_buffer("tau_syn", tau_syn.to(**as_buffer))
+        self.register_buffer("beta", euler_decay(tau_mem, config.dt).to(**as_buffer))
+        self.register_buffer("alpha", euler_decay(tau_syn, config.dt).to(**as_buffer))
+
+    @property
+    def n_neurons(self) -> int:
+        return self.config.n_neurons
+
+    @property
+    def dt(self) -> float:
+        return self.config.dt
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"n_neurons={c.n_neurons}, topology={c.topology}, spectral_radius={c.spectral_radius}, "
+            f"recurrent={c.recurrent}, seed={c.seed}"
+        )
+
+    def init_state(self, batch_size: int) -> CubaLIFState:
+        """All neurons at rest for a batch."""
+        return cuba_lif_initial_state(
+            batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
+        )
+
+    @torch.no_grad()
+    def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
+        """One step: ``current [batch, neurons]`` from outside plus the recurrent input of the last spikes."""
+        current = current.detach().to(self.weight.dtype)
+        if current.shape[-1] != self.n_neurons:
+            raise ValueError(
+                f"input current has {current.shape[-1]} channels; the maelstrom has {self.n_neurons} neurons"
+            )
+        if self.config.recurrent:
+            current = torch.addmm(current, state.z, self.weight.T)
+        c = self.config
+        return cuba_lif_step(current, state, self.beta, self.alpha, c.v_threshold, c.v_reset, c.v_leak)
+
+    @torch.no_grad()
+    def run(
+        self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True
+    ) -> tuple[Tensor | None, CubaLIFState]:
+        """Run a sequence ``currents [batch, time, neurons]``; returns spikes ``[batch, time, neurons]``
+        (None when ``record=False``) and the final state, to continue from in the next chunk."""
+        if currents.dim() != 3:
+            raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
+        batch, steps, _ = currents.shape
+        state = self.init_state(batch) if state is None else state
+        spikes = (
+            torch.empty(batch, steps, self.n_neurons, device=self.weight.device, dtype=self.weight.dtype)
+            if record
+            else None
+        )
+        for t in range(steps):
+            state = self.step(currents[:, t], state)
+            if spikes is not None:
+                spikes[:, t] = state.z
+        return spikes, state

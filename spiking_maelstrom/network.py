@@ -1,0 +1,230 @@
+"""The whole Maelstrom network: encoder -> maelstrom -> readout, with top-down feedback.
+
+At step ``t`` the encoder sees the input frame ``x_t`` and the feedback ``p_{t-1}`` (the readout's
+previous prediction, detached) and produces currents ``u_t``; the maelstrom advances one step on
+``u_t`` (no gradient enters it); the readout maps the maelstrom's state features to scores ``y_t``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .encoders import ConvEncoder, Encoder, MLPEncoder
+from .maelstrom import Maelstrom, MaelstromConfig
+from .neuron import CubaLIFState
+from .readouts import LinearReadout, MLPReadout, RidgeReadout
+
+FEATURES = ("trace", "current", "voltage")
+ENCODERS = ("mlp", "linear", "conv")
+READOUTS = ("linear", "mlp", "ridge")
+
+
+@dataclass
+class NetworkConfig:
+    """Architecture of a Maelstrom network; with the seeds inside, it rebuilds the same network.
+
+    ``features`` are the per-step state features the readout sees: ``trace`` (spikes filtered with
+    ``trace_tau`` seconds), ``current`` (synaptic currents) and ``voltage`` (membranes).
+    """
+
+    input_shape: tuple[int, ...]
+    n_classes: int
+    maelstrom: MaelstromConfig = field(default_factory=MaelstromConfig)
+    encoder: str = "mlp"
+    encoder_hidden: tuple[int, ...] = (32,)
+    conv_channels: tuple[int, ...] = (16, 32)
+    encoder_gain: float = 20.0
+    readout: str = "linear"
+    readout_hidden: tuple[int, ...] = (128,)
+    ridge_alpha: float = 1e-2
+    features: tuple[str, ...] = ("trace", "current")
+    trace_tau: float = 0.05
+    feedback: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("encoder", self.encoder, ENCODERS), ("readout", self.readout, READOUTS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
+        bad = [f for f in self.features if f not in FEATURES]
+        if bad or not self.features:
+            raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {self.features}")
+        if self.readout == "ridge" and self.feedback:
+            raise ValueError("the ridge readout is fitted in one pass and cannot feed back: set feedback=False")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NetworkConfig:
+        data = dict(data)
+        data["maelstrom"] = MaelstromConfig.from_dict(data["maelstrom"])
+        for key in ("input_shape", "encoder_hidden", "conv_channels", "readout_hidden", "features"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+class NetworkState(NamedTuple):
+    """Everything carried from one step to the next."""
+
+    neurons: CubaLIFState
+    trace: Tensor
+    feedback: Tensor | None
+
+
+class WindowOutput(NamedTuple):
+    """Result of running a window of steps: scores ``[B, K, C]``, encoder currents ``[B, K, N]``
+    (carrying the encoder's graph when it was asked for), spikes ``[B, K, N]`` or None, the new
+    state, and the readout features ``[B, K, F]`` when asked for."""
+
+    logits: Tensor
+    currents: Tensor
+    spikes: Tensor | None
+    state: NetworkState
+    features: Tensor | None = None
+
+
+class MaelstromNetwork(nn.Module):
+    """Encoder, frozen maelstrom and readout, run step by step with feedback."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        maelstrom: Maelstrom,
+        readout: nn.Module,
+        n_classes: int,
+        features: tuple[str, ...] = ("trace", "current"),
+        trace_tau: float = 0.02,
+        feedback: bool = True,
+    ) -> None:
+        super().__init__()
+        if encoder.n_out != maelstrom.n_neurons:
+            raise ValueError(f"encoder gives {encoder.n_out} currents; the maelstrom has {maelstrom.n_neurons} neurons")
+        if feedback and encoder.feedback_features != n_classes:
+            raise ValueError(f"feedback needs an encoder with feedback_features={n_classes}")
+        self.encoder = encoder
+        self.maelstrom = maelstrom
+        self.readout = readout
+        self.n_classes = n_classes
+        self.features = tuple(features)
+        self.feedback = feedback
+        self.trace_decay = float(torch.exp(torch.tensor(-maelstrom.dt / trace_tau)))
+        self.config: NetworkConfig | None = None
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features) * self.maelstrom.n_neurons
+
+    def init_state(self, batch_size: int) -> NetworkState:
+        neurons = self.maelstrom.init_state(batch_size)
+        feedback = None
+        if self.feedback:
+            feedback = torch.full(
+                (batch_size, self.n_classes), 1.0 / self.n_classes, device=neurons.v.device, dtype=neurons.v.dtype
+            )
+        return NetworkState(neurons, torch.zeros_like(neurons.v), feedback)
+
+    def state_features(self, neurons: CubaLIFState, trace: Tensor, current_grad: Tensor | None = None) -> Tensor:
+        """Readout features ``[B, F]``. ``current_grad`` (value zero) carries the local rule's
+        gradient path into the synaptic-current feature."""
+        parts = {"trace": trace, "current": neurons.i, "voltage": neurons.v}
+        if current_grad is not None:
+            parts["current"] = neurons.i + current_grad
+        return torch.cat([parts[name] for name in self.features], dim=-1)
+
+    def run_window(
+        self,
+        x: Tensor,
+        state: NetworkState,
+        encoder_grad: bool = False,
+        local: bool = False,
+        record: bool = False,
+        keep_features: bool = False,
+    ) -> WindowOutput:
+        """Run ``x [B, K, *input_shape]`` from ``state``.
+
+        ``encoder_grad`` keeps the encoder's graph in the returned currents. ``local`` adds the
+        exact gradient path through the maelstrom's synaptic-current filter (``c_t = alpha c_{t-1}
+        + u_t``, started afresh at the window) into the current feature; spikes and recurrence stay
+        outside every graph.
+        """
+        if local and "current" not in self.features:
+            raise ValueError("the local rule needs 'current' among the readout features")
+        steps = x.shape[1]
+        grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
+        if not self.feedback:
+            with grad_ctx:
+                all_u = self.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        neurons, trace, feedback = state
+        currents, logits, feats, spikes = [], [], [], []
+        filtered = None
+        for t in range(steps):
+            if self.feedback:
+                with grad_ctx:
+                    u = self.encoder(x[:, t], feedback)
+            else:
+                u = all_u[:, t]
+            neurons = self.maelstrom.step(u, neurons)
+            trace = self.trace_decay * trace + neurons.z
+            grad_path = None
+            if local:
+                filtered = u if filtered is None else self.maelstrom.alpha * filtered + u
+                grad_path = filtered - filtered.detach()
+            f = self.state_features(neurons, trace, grad_path)
+            feats.append(f)
+            if self.feedback:
+                y = self.readout(f)
+                logits.append(y)
+                feedback = torch.softmax(y.detach(), dim=-1)
+            currents.append(u)
+            if record:
+                spikes.append(neurons.z)
+        all_feats = torch.stack(feats, 1)
+        scores = torch.stack(logits, 1) if self.feedback else self.readout(all_feats)
+        return WindowOutput(
+            logits=scores,
+            currents=torch.stack(currents, 1),
+            spikes=torch.stack(spikes, 1) if record else None,
+            state=NetworkState(neurons, trace, feedback),
+            features=all_feats if keep_features else None,
+        )
+
+    @torch.no_grad()
+    def forward(self, x: Tensor, state: NetworkState | None = None, record: bool = False) -> WindowOutput:
+        """Inference over a whole sequence ``x [B, T, *input_shape]``."""
+        state = self.init_state(x.shape[0]) if state is None else state
+        return self.run_window(x, state, record=record)
+
+
+def build_network(config: NetworkConfig, device: str | torch.device = "cpu") -> MaelstromNetwork:
+    """Build a network from its config; trainable weights are initialised from ``config.seed``."""
+    maelstrom = Maelstrom(config.maelstrom, device=device)
+    n, c = config.maelstrom.n_neurons, config.n_classes
+    n_fb = c if config.feedback else 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        if config.encoder == "conv":
+            encoder: Encoder = ConvEncoder(
+                config.input_shape, n, config.conv_channels, feedback_features=n_fb, gain=config.encoder_gain
+            )
+        else:
+            hidden = config.encoder_hidden if config.encoder == "mlp" else ()
+            encoder = MLPEncoder(config.input_shape, n, hidden, feedback_features=n_fb, gain=config.encoder_gain)
+        n_features = len(config.features) * n
+        if config.readout == "linear":
+            readout: nn.Module = LinearReadout(n_features, c)
+        elif config.readout == "mlp":
+            readout = MLPReadout(n_features, c, config.readout_hidden)
+        else:
+            readout = RidgeReadout(n_features, c, config.ridge_alpha)
+    network = MaelstromNetwork(encoder, maelstrom, readout, c, config.features, config.trace_tau, config.feedback)
+    network.config = config
+    return network.to(maelstrom.weight.device)

@@ -1,0 +1,66 @@
+"""Current-based leaky integrate-and-fire (CubaLIF) neurons as a small functional cell.
+
+The cell follows NIR's ``CubaLIF`` with forward-Euler integration at step ``dt``::
+
+    tau_syn * di/dt = -i + input          (the synaptic-current filter)
+    tau_mem * dv/dt = (v_leak - v) + i    (r = 1)
+    spike when v > v_threshold, then v <- v_reset   (hard threshold, no surrogate)
+
+One step, in the order Norse uses (so a Norse import reproduces it):
+the membrane integrates the *previous* current, spikes and resets, then the current decays
+and receives this step's input. With ``beta = 1 - dt/tau_mem`` and ``alpha = 1 - dt/tau_syn``::
+
+    v'  = beta * v + (1 - beta) * (v_leak + i)
+    z   = v' > v_threshold
+    v   = v_reset where z else v'
+    i   = alpha * i + input
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class CubaLIFState(NamedTuple):
+    """State of a population: membrane ``v``, synaptic current ``i``, last spikes ``z``."""
+
+    v: Tensor
+    i: Tensor
+    z: Tensor
+
+
+def cuba_lif_initial_state(
+    batch_size: int, n: int, v_leak: Tensor | float, device: torch.device, dtype: torch.dtype
+) -> CubaLIFState:
+    """Neurons at rest: ``v = v_leak``, no current, no spikes."""
+    v = torch.zeros(batch_size, n, device=device, dtype=dtype) + v_leak
+    zeros = torch.zeros(batch_size, n, device=device, dtype=dtype)
+    return CubaLIFState(v=v, i=zeros, z=zeros.clone())
+
+
+def cuba_lif_step(
+    input_current: Tensor,
+    state: CubaLIFState,
+    beta: Tensor,
+    alpha: Tensor,
+    v_threshold: Tensor | float,
+    v_reset: Tensor | float,
+    v_leak: Tensor | float,
+) -> CubaLIFState:
+    """Advance a CubaLIF population by one step; returns the new state (spikes in ``.z``)."""
+    v = beta * state.v + (1.0 - beta) * (v_leak + state.i)
+    spiked = v > v_threshold
+    z = spiked.to(v.dtype)
+    v = torch.where(spiked, torch.as_tensor(v_reset, dtype=v.dtype, device=v.device), v)
+    i = alpha * state.i + input_current
+    return CubaLIFState(v=v, i=i, z=z)
+
+
+def euler_decay(tau: Tensor, dt: float) -> Tensor:
+    """Per-step decay factor ``1 - dt/tau`` of forward-Euler integration; needs ``tau > dt``."""
+    if bool((tau <= dt).any()):
+        raise ValueError(f"every time constant must exceed dt={dt}: got min tau {float(tau.min())}")
+    return 1.0 - dt / tau

@@ -1,0 +1,62 @@
+"""PNG plots a person would rather look at than read: learning curves and spike rasters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from .checkpoint import atomic_write  # noqa: E402
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+
+
+def plot_accuracy(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Train/validation accuracy and train loss per epoch."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = [h["epoch"] for h in history]
+    for key, label in (("train_accuracy", "train"), ("val_accuracy", "validation")):
+        values = [h[key] for h in history if key in h]
+        if values:
+            ax_acc.plot(epochs[: len(values)], values, marker="o", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02), title=title or "accuracy")
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend()
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", color="tab:red")
+    ax_loss.set(xlabel="epoch", ylabel="per-step cross-entropy", title="training loss")
+    ax_loss.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_raster(spikes: Tensor, excitatory: Tensor, dt: float, path: str | Path, title: str = "") -> Path:
+    """Spike raster ``spikes [T, N]`` of one sample (excitatory red, inhibitory blue) and the
+    population rate below it."""
+    spikes = spikes.detach().cpu()
+    excitatory = excitatory.detach().cpu()
+    steps, n = spikes.shape
+    fig, (ax_r, ax_rate) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    order = torch.cat([torch.nonzero(excitatory).flatten(), torch.nonzero(~excitatory).flatten()])
+    t, idx = torch.nonzero(spikes[:, order], as_tuple=True)
+    is_exc = idx < int(excitatory.sum())
+    ms = 1e3 * dt
+    ax_r.scatter(t[is_exc] * ms, idx[is_exc], s=1, c="tab:red", label="excitatory")
+    ax_r.scatter(t[~is_exc] * ms, idx[~is_exc], s=1, c="tab:blue", label="inhibitory")
+    ax_r.set(ylabel="neuron", ylim=(-1, n), title=title or "maelstrom spikes")
+    ax_r.legend(loc="upper right", markerscale=6, fontsize=8)
+    rate = spikes.mean(1) / dt
+    ax_rate.plot(torch.arange(steps) * ms, rate, color="k", lw=1)
+    ax_rate.set(xlabel="time (ms)", ylabel="rate (Hz)")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,127 @@
+"""Readouts (output networks): per-step predictions from the maelstrom's state features.
+
+``LinearReadout`` and ``MLPReadout`` are trained by their exact gradient; ``RidgeReadout`` is the
+classic liquid-state-machine baseline, fitted in closed form from streamed sufficient statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class FeatureNorm(nn.Module):
+    """Standardises features with running (exponential moving average) statistics.
+
+    The statistics are updated in training mode and used as they are in both modes, so the map is
+    always a fixed per-feature affine transform: no batch dependence, foldable into the next
+    affine layer for export. Without it, gradient-trained readouts on raw spike traces and
+    currents (whose scales differ by orders of magnitude across neurons) barely learn.
+    """
+
+    def __init__(self, n_features: int, momentum: float = 0.05, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.momentum = momentum
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("var", torch.ones(n_features))
+        self.register_buffer("initialised", torch.tensor(False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            with torch.no_grad():
+                flat = x.detach().reshape(-1, x.shape[-1])
+                mean, var = flat.mean(0), flat.var(0, unbiased=False)
+                m = 1.0 if not bool(self.initialised) else self.momentum
+                self.mean.lerp_(mean.to(self.mean.dtype), m)
+                self.var.lerp_(var.to(self.var.dtype), m)
+                self.initialised.fill_(True)
+        return (x - self.mean) * torch.rsqrt(self.var + self.eps)
+
+
+class LinearReadout(nn.Sequential):
+    """Standardised features, then one affine map to class scores, applied at every step."""
+
+    def __init__(self, n_features: int, n_classes: int) -> None:
+        super().__init__(FeatureNorm(n_features), nn.Linear(n_features, n_classes))
+
+
+class MLPReadout(nn.Sequential):
+    """Standardised features, ReLU hidden layers, then an affine map to class scores, every step."""
+
+    def __init__(self, n_features: int, n_classes: int, hidden: Sequence[int] = (128,)) -> None:
+        layers: list[nn.Module] = [FeatureNorm(n_features)]
+        n_in = n_features
+        for n_out in hidden:
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+            n_in = n_out
+        layers.append(nn.Linear(n_in, n_classes))
+        super().__init__(*layers)
+
+
+class RidgeReadout(nn.Module):
+    """Closed-form ridge regression onto one-hot targets (the classic LSM readout).
+
+    Stream feature/target pairs through :meth:`accumulate` (memory O(F^2), independent of the data
+    size), then :meth:`solve`. Features are standardised inside the solve (``alpha`` is the
+    penalty on the correlation matrix) and the result is folded into a plain affine map
+    (``weight``, ``bias``), exportable like the linear layer of ``LinearReadout``.
+    """
+
+    def __init__(self, n_features: int, n_classes: int, alpha: float = 1e-2) -> None:
+        super().__init__()
+        if alpha <= 0:
+            raise ValueError(f"ridge alpha must be > 0, got {alpha}")
+        self.alpha = alpha
+        self.n_classes = n_classes
+        self.register_buffer("weight", torch.zeros(n_classes, n_features))
+        self.register_buffer("bias", torch.zeros(n_classes))
+        self.register_buffer("fitted", torch.tensor(False))
+        self.reset_statistics()
+
+    def reset_statistics(self) -> None:
+        f, c = self.weight.shape[1], self.n_classes
+        kw = dict(dtype=torch.float64, device=self.weight.device)
+        self._count = 0.0
+        self._sum_x = torch.zeros(f, **kw)
+        self._sum_y = torch.zeros(c, **kw)
+        self._xx = torch.zeros(f, f, **kw)
+        self._xy = torch.zeros(f, c, **kw)
+
+    @torch.no_grad()
+    def accumulate(self, features: Tensor, targets: Tensor, weights: Tensor | None = None) -> None:
+        """Add samples: ``features [..., F]``, integer ``targets`` broadcast to ``features[..., 0]``,
+        optional non-negative ``weights`` of the same shape (e.g. the task's readout mask)."""
+        x = features.reshape(-1, features.shape[-1]).to(torch.float64)
+        y = nn.functional.one_hot(targets.expand(features.shape[:-1]).reshape(-1), self.n_classes).to(x)
+        w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
+        if weights is not None:
+            w = weights.expand(features.shape[:-1]).reshape(-1).to(x)
+        xw = x * w[:, None]
+        self._count += float(w.sum())
+        self._sum_x += xw.sum(0)
+        self._sum_y += (y * w[:, None]).sum(0)
+        self._xx += xw.T @ x
+        self._xy += xw.T @ y
+
+    @torch.no_grad()
+    def solve(self) -> None:
+        """Fit ``weight`` and ``bias`` from the accumulated statistics."""
+        if self._count <= 0:
+            raise RuntimeError("RidgeReadout.solve() called before any data was accumulated")
+        n = self._count
+        mean_x, mean_y = self._sum_x / n, self._sum_y / n
+        cov = self._xx / n - torch.outer(mean_x, mean_x)
+        cross = self._xy / n - torch.outer(mean_x, mean_y)
+        scale = torch.diagonal(cov).clamp_min(0).sqrt() + 1e-6
+        corr = cov / torch.outer(scale, scale)
+        eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+        w = torch.linalg.solve(corr + self.alpha * eye, cross / scale[:, None]) / scale[:, None]
+        self.weight.copy_(w.T.to(self.weight.dtype))
+        self.bias.copy_((mean_y - mean_x @ w).to(self.bias.dtype))
+        self.fitted.fill_(True)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return nn.functional.linear(features, self.weight, self.bias)

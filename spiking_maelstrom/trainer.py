@@ -1,0 +1,197 @@
+"""Trainer: epochs of online training, evaluation, metrics, checkpoints and resume."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import Task, validation_split
+from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
+from .network import MaelstromNetwork, NetworkConfig, build_network
+from .readouts import RidgeReadout
+
+
+@dataclass
+class TrainConfig:
+    """How to train: ``window`` is the number of steps per backward pass (see ``learning``)."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 3e-3
+    encoder_lr: float = 3e-3
+    weight_decay: float = 0.0
+    window: int = 25
+    encoder_rule: str = "dfa"
+    val_fraction: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.encoder_rule not in RULES:
+            raise ValueError(f"unknown encoder rule {self.encoder_rule!r}: choose one of {', '.join(RULES)}")
+        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.encoder_lr <= 0 or self.window < 1:
+            raise ValueError(f"invalid training settings: {self}")
+
+
+class Trainer:
+    """Trains a :class:`MaelstromNetwork` on a :class:`Task`; the maelstrom itself is never touched."""
+
+    def __init__(
+        self,
+        network: MaelstromNetwork,
+        task: Task,
+        config: TrainConfig,
+        progress: bool = True,
+    ) -> None:
+        self.network = network
+        self.task = task
+        self.config = config
+        self.progress = progress
+        self.device = network.maelstrom.weight.device
+        self.ridge = isinstance(network.readout, RidgeReadout)
+        if self.ridge and config.encoder_rule != "frozen":
+            raise ValueError("the ridge readout is closed-form and gives no error signal: use encoder rule 'frozen'")
+        n_classes, n_neurons = network.n_classes, network.maelstrom.n_neurons
+        self.rule = make_rule(config.encoder_rule, n_classes, n_neurons, seed=config.seed + 1).to(self.device)
+        groups = [{"params": list(network.readout.parameters()), "lr": config.lr}]
+        if self.rule.trains_encoder:
+            groups.append({"params": list(network.encoder.parameters()), "lr": config.encoder_lr})
+        else:
+            network.encoder.requires_grad_(False)
+        groups = [g for g in groups if g["params"]]
+        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
+        self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
+        self.mask = task.mask.to(self.device)
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.config.seed * 1000 + self.epoch)
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle, generator=generator)
+
+    def _bar(self, loader: DataLoader, desc: str) -> Any:
+        return tqdm(loader, desc=desc, leave=False, disable=not self.progress or None, dynamic_ncols=True)
+
+    def train_epoch(self) -> dict[str, Any]:
+        """One epoch over the training split (one ridge fit for a ridge readout)."""
+        start = time.perf_counter()
+        self.network.train()
+        if self.ridge:
+            self._fit_ridge()
+            loss = float("nan")
+        else:
+            total, batches = 0.0, 0
+            bar = self._bar(self._loader(self.train_set, shuffle=True), f"epoch {self.epoch + 1}")
+            for x, y in bar:
+                x, y = x.to(self.device), y.to(self.device)
+                batch_loss, _ = train_batch(
+                    self.network, self.rule, self.optimizer, x, y, self.mask, self.config.window
+                )
+                total, batches = total + batch_loss, batches + 1
+                bar.set_postfix(loss=f"{batch_loss:.3f}")
+            loss = total / max(batches, 1)
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        self.epoch += 1
+        record = {"epoch": self.epoch, "train_loss": loss, "seconds": seconds}
+        record["train_accuracy"] = self.evaluate(self.train_set)["accuracy"]
+        if len(self.val_set):
+            record["val_accuracy"] = self.evaluate(self.val_set)["accuracy"]
+        self.history.append(record)
+        return record
+
+    def _fit_ridge(self) -> None:
+        readout = self.network.readout
+        readout.reset_statistics()
+        for x, y in self._bar(self._loader(self.train_set, shuffle=False), "ridge fit"):
+            x, y = x.to(self.device), y.to(self.device)
+            out = self.network.run_window(x, self.network.init_state(x.shape[0]), keep_features=True)
+            readout.accumulate(out.features, y[:, None], self.mask.expand(x.shape[:2]))
+        readout.solve()
+
+    def fit(self, checkpoint: str | Path | None = None) -> list[dict[str, Any]]:
+        """Train up to ``config.epochs`` (continuing a resumed run), checkpointing every epoch."""
+        epochs = 1 if self.ridge else self.config.epochs
+        while self.epoch < epochs:
+            record = self.train_epoch()
+            if self.progress:
+                shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
+                tqdm.write(shown)
+            if checkpoint is not None:
+                self.save(checkpoint)
+        return self.history
+
+    def evaluate(self, dataset: Dataset) -> dict[str, Any]:
+        """Accuracy, mean loss and sample count over ``dataset``."""
+        return evaluate_network(self.network, dataset, self.task.mask, self.config.batch_size)
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild and resume this run."""
+        return {
+            "network_config": self.network.config.to_dict(),
+            "train_config": asdict(self.config),
+            "task": {"name": self.task.name, "options": self.task.options},
+            "model": self.network.state_dict(),
+            "rule": self.rule.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "epoch": self.epoch,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically."""
+        return save_checkpoint(path, self.state())
+
+    @classmethod
+    def resume(
+        cls, path: str | Path, task: Task, device: str | torch.device = "cpu", progress: bool = True, **overrides: Any
+    ) -> Trainer:
+        """Rebuild network, optimiser and history from a checkpoint; ``overrides`` change the
+        training config (e.g. more ``epochs``)."""
+        payload = load_checkpoint(path)
+        network = load_network(payload, device)
+        config = TrainConfig(**{**payload["train_config"], **overrides})
+        trainer = cls(network, task, config, progress=progress)
+        trainer.rule.load_state_dict(payload["rule"])
+        if trainer.optimizer is not None and payload["optimizer"] is not None:
+            trainer.optimizer.load_state_dict(payload["optimizer"])
+        trainer.epoch = payload["epoch"]
+        trainer.history = list(payload["history"])
+        trainer.train_seconds = payload["train_seconds"]
+        return trainer
+
+
+@torch.no_grad()
+def evaluate_network(
+    network: MaelstromNetwork, dataset: Dataset, mask: torch.Tensor, batch_size: int = 64
+) -> dict[str, Any]:
+    """Accuracy and mean loss of ``network`` over ``dataset`` (decision: ``learning.predict``)."""
+    network.eval()
+    device = network.maelstrom.weight.device
+    mask = mask.to(device)
+    correct, loss, samples = 0, 0.0, 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        logits = network(x).logits
+        loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
+        correct += int((predict(logits, mask) == y).sum())
+        samples += x.shape[0]
+    if samples == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    return {"accuracy": correct / samples, "loss": loss / samples, "samples": samples}
+
+
+def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:
+    """The trained network stored in a checkpoint (a path or an already loaded payload)."""
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
+    network.load_state_dict(payload["model"])
+    return network

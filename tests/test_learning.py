@@ -1,0 +1,115 @@
+"""Credit assignment: the maelstrom never learns, the rules compute what they claim."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spiking_maelstrom.learning import make_rule, predict, sequence_loss, step_weights, train_batch
+
+from .conftest import tiny_network
+
+
+def _batch(task, n=8):
+    x = torch.stack([task.train[i][0] for i in range(n)])
+    y = torch.stack([task.train[i][1] for i in range(n)])
+    return x, y
+
+
+@pytest.mark.parametrize("rule_name", ["frozen", "dfa", "local"])
+def test_maelstrom_is_bit_identical_after_training_and_never_gets_a_gradient(tiny_task, rule_name):
+    net = tiny_network(tiny_task)
+    before = {k: v.clone() for k, v in net.maelstrom.state_dict().items()}
+    encoder_before = [p.clone() for p in net.encoder.parameters()]
+    rule = make_rule(rule_name, net.n_classes, net.maelstrom.n_neurons)
+    params = list(net.readout.parameters()) + (list(net.encoder.parameters()) if rule.trains_encoder else [])
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    x, y = _batch(tiny_task)
+    for _ in range(3):
+        train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)
+    for name, value in net.maelstrom.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(buf.grad is None and not buf.requires_grad for buf in net.maelstrom.buffers())
+    encoder_changed = any(not torch.equal(a, b) for a, b in zip(encoder_before, net.encoder.parameters(), strict=True))
+    assert encoder_changed == rule.trains_encoder
+
+
+def _zero_lr_grads(net, rule_name, task, window):
+    """Gradients left by one train_batch with a zero learning rate (so nothing moves)."""
+    net.eval()  # fixed feature normalisation, so the reference below sees the same map
+    rule = make_rule(rule_name, net.n_classes, net.maelstrom.n_neurons, seed=3)
+    optimizer = torch.optim.SGD(list(net.readout.parameters()) + list(net.encoder.parameters()), lr=0.0)
+    x, y = _batch(task)
+    x = x.to(net.maelstrom.weight.dtype)
+    _, logits = train_batch(net, rule, optimizer, x, y, task.mask, window=window)
+    return rule, x, y, logits
+
+
+@pytest.mark.parametrize("window", [30, 7])
+def test_local_rule_is_the_exact_gradient_through_the_synaptic_filter(tiny_task, window):
+    net = tiny_network(tiny_task, rule_feedback=False, features=("current",))
+    net = net.double()
+    _zero_lr_grads(net, "local", tiny_task, window)
+    got = [p.grad.clone() for p in net.encoder.parameters()]
+
+    # Reference: unroll i_t = alpha*i_{t-1} + u_t + W z_{t-1} with the recorded spikes as constants,
+    # cutting the graph at the start of every window, and differentiate the whole loss.
+    x, y = _batch(tiny_task)
+    x = x.double()
+    spikes = net(x, record=True).spikes
+    net.zero_grad()
+    u = net.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+    m = net.maelstrom
+    i = torch.zeros_like(u[:, 0])
+    currents = []
+    for t in range(x.shape[1]):
+        if t % window == 0:
+            i = i.detach()
+        recurrent = spikes[:, t - 1] @ m.weight.T if t > 0 else 0.0
+        i = m.alpha * i + u[:, t] + recurrent
+        currents.append(i)
+    logits = net.readout(torch.stack(currents, 1))
+    sequence_loss(logits, y, step_weights(tiny_task.mask, len(y))).backward()
+    want = [p.grad for p in net.encoder.parameters()]
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert any(a.abs().sum() > 0 for a in got)
+
+
+def test_dfa_sends_the_readout_error_through_the_fixed_matrix(tiny_task):
+    net = tiny_network(tiny_task, rule_feedback=False, encoder="linear")
+    rule, x, y, logits = _zero_lr_grads(net, "dfa", tiny_task, window=9)
+    onehot = torch.nn.functional.one_hot(y, net.n_classes).float()
+    error = (torch.softmax(logits, -1) - onehot[:, None]) * step_weights(tiny_task.mask, len(y))[..., None]
+    delta = error @ rule.feedback_matrix  # [B, T, N]: the pseudo-gradient at the encoder's output
+    want_weight = torch.einsum("btn,btk->nk", delta, x)
+    assert torch.allclose(net.encoder.out.weight.grad, want_weight, rtol=1e-4, atol=1e-6)
+    assert torch.allclose(net.encoder.out.bias.grad, delta.sum((0, 1)), rtol=1e-4, atol=1e-6)
+
+
+def test_state_between_windows_carries_no_graph(tiny_task):
+    """Training memory cannot grow with T through the maelstrom: nothing carried over holds a graph."""
+    net = tiny_network(tiny_task)
+    x, _ = _batch(tiny_task)
+    out = net.run_window(x[:, :10], net.init_state(len(x)), encoder_grad=True, local=True)
+    assert out.logits.requires_grad
+    neurons, trace, feedback = out.state
+    assert not any(t.requires_grad for t in (*neurons, trace, feedback))
+
+
+def test_predict_uses_only_masked_steps():
+    logits = torch.zeros(1, 4, 3)
+    logits[0, :2, 0] = 5.0
+    logits[0, 2:, 2] = 5.0
+    assert predict(logits, torch.tensor([True, True, False, False])).item() == 0
+    assert predict(logits, torch.tensor([False, False, True, True])).item() == 2
+
+
+def test_unknown_rule_and_bad_window_are_refused(tiny_task):
+    with pytest.raises(ValueError, match="unknown encoder rule 'bptt'"):
+        make_rule("bptt", 10, 20)
+    net = tiny_network(tiny_task)
+    x, y = _batch(tiny_task)
+    with pytest.raises(ValueError, match="window"):
+        train_batch(net, make_rule("frozen", 10, 60), torch.optim.SGD(net.readout.parameters(), lr=0.1), x, y,
+                    tiny_task.mask, window=0)

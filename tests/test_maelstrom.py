@@ -1,0 +1,143 @@
+"""The frozen reservoir: connectivity, neuron dynamics, determinism, state API."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spiking_maelstrom import Maelstrom, MaelstromConfig
+from spiking_maelstrom.connectivity import spectral_radius
+from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step, euler_decay
+
+
+def test_cuba_lif_step_follows_forward_euler():
+    state = CubaLIFState(v=torch.tensor([[0.5, 0.95]]), i=torch.tensor([[0.2, 2.0]]), z=torch.zeros(1, 2))
+    beta, alpha = torch.tensor([0.9, 0.9]), torch.tensor([0.8, 0.8])
+    new = cuba_lif_step(torch.tensor([[1.0, 0.0]]), state, beta, alpha, 1.0, 0.0, 0.0)
+    # neuron 0: v = 0.9*0.5 + 0.1*0.2 = 0.47, no spike; i = 0.8*0.2 + 1 = 1.16
+    # neuron 1: v = 0.9*0.95 + 0.1*2.0 = 1.055 > 1 -> spike and reset to 0; i = 1.6
+    assert torch.allclose(new.v, torch.tensor([[0.47, 0.0]]))
+    assert torch.allclose(new.i, torch.tensor([[1.16, 1.6]]))
+    assert new.z.tolist() == [[0.0, 1.0]]
+
+
+def test_time_constant_must_exceed_dt():
+    with pytest.raises(ValueError, match="exceed dt"):
+        euler_decay(torch.tensor([1e-3]), 1e-3)
+
+
+def test_same_seed_same_maelstrom_other_seed_other_maelstrom():
+    a = Maelstrom(MaelstromConfig(n_neurons=200, seed=3))
+    b = Maelstrom(MaelstromConfig(n_neurons=200, seed=3))
+    c = Maelstrom(MaelstromConfig(n_neurons=200, seed=4))
+    for name, buf in a.named_buffers():
+        assert torch.equal(buf, dict(b.named_buffers())[name]), name
+    assert not torch.equal(a.weight, c.weight)
+
+
+def test_weights_are_frozen_buffers():
+    m = Maelstrom(MaelstromConfig(n_neurons=50))
+    assert list(m.parameters()) == []
+    assert {"weight", "tau_mem", "tau_syn", "alpha", "beta", "excitatory"} <= set(m.state_dict())
+
+
+def test_dale_law_and_no_autapses():
+    m = Maelstrom(MaelstromConfig(n_neurons=300, seed=1))
+    w, exc = m.weight, m.excitatory
+    assert (w[:, exc] >= 0).all() and (w[:, ~exc] <= 0).all()
+    assert (torch.diagonal(w) == 0).all()
+    assert int(exc.sum()) == 240
+
+
+def test_pathway_probabilities_are_respected():
+    probs = {"EE": 0.2, "EI": 0.05, "IE": 0.4, "II": 0.1}
+    m = Maelstrom(MaelstromConfig(n_neurons=1000, connection_probability=probs, spectral_radius=1.0))
+    exc, conn = m.excitatory, m.weight != 0
+    blocks = {
+        "EE": conn[exc][:, exc], "EI": conn[~exc][:, exc], "IE": conn[exc][:, ~exc], "II": conn[~exc][:, ~exc],
+    }
+    for name, block in blocks.items():
+        n_pairs = block.numel() - (block.shape[0] if name in ("EE", "II") else 0)
+        density = block.sum().item() / n_pairs
+        assert abs(density - probs[name]) < 4 * math.sqrt(probs[name] / n_pairs) + 1e-3, name
+
+
+def test_distance_topology_prefers_neighbours():
+    m = Maelstrom(MaelstromConfig(n_neurons=400, topology="distance", seed=2))
+    from spiking_maelstrom.connectivity import column_positions
+
+    distance = torch.cdist(column_positions(400), column_positions(400))
+    conn = (m.weight != 0).cpu()
+    assert distance[conn].mean() < 0.5 * distance[~conn].mean()
+    assert conn.any()
+
+
+def test_spectral_radius_is_set_exactly():
+    m = Maelstrom(MaelstromConfig(n_neurons=300, spectral_radius=2.5))
+    assert spectral_radius(m.weight) == pytest.approx(2.5, rel=1e-5)
+
+
+def test_balance_cancels_each_neurons_inputs_and_circular_law_estimates_radius():
+    m = Maelstrom(MaelstromConfig(n_neurons=1000, spectral_radius=1.0, radius_method="circular-law"))
+    w = m.weight.double()
+    assert w.sum(1).abs().max() < 1e-5
+    assert spectral_radius(w, "eigenvalues") == pytest.approx(1.0, rel=0.15)
+
+
+def test_time_constants_are_heterogeneous_and_in_range():
+    c = MaelstromConfig(n_neurons=500, tau_mem=(0.01, 0.04), tau_syn=(0.003, 0.01))
+    m = Maelstrom(c)
+    for tau, (low, high) in ((m.tau_mem, c.tau_mem), (m.tau_syn, c.tau_syn)):
+        assert tau.min() >= low * (1 - 1e-6) and tau.max() <= high * (1 + 1e-6)
+        assert tau.std() > 0.1 * tau.mean()
+
+
+def _drive(batch=3, steps=60, n=150, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return 1.5 * torch.rand(batch, steps, n, generator=g, dtype=torch.float64)
+
+
+def test_running_in_chunks_gives_the_same_spikes():
+    m = Maelstrom(MaelstromConfig(n_neurons=150, seed=5), dtype=torch.float64)
+    currents = _drive()
+    whole, end = m.run(currents)
+    first, state = m.run(currents[:, :17])
+    second, state = m.run(currents[:, 17:41], state)
+    third, state = m.run(currents[:, 41:], state)
+    assert whole.sum() > 0
+    assert torch.equal(torch.cat([first, second, third], 1), whole)
+    for a, b in zip(state, end, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_step_and_run_agree_and_recurrence_matters():
+    m = Maelstrom(MaelstromConfig(n_neurons=150, seed=5), dtype=torch.float64)
+    currents = _drive()
+    spikes, _ = m.run(currents)
+    state = m.init_state(3)
+    for t in range(currents.shape[1]):
+        state = m.step(currents[:, t], state)
+        assert torch.equal(state.z, spikes[:, t])
+    isolated = Maelstrom(MaelstromConfig(n_neurons=150, seed=5, recurrent=False), dtype=torch.float64)
+    assert not torch.equal(isolated.run(currents)[0], spikes)
+
+
+def test_no_gradient_enters_the_maelstrom():
+    m = Maelstrom(MaelstromConfig(n_neurons=40))
+    current = torch.rand(2, 40, requires_grad=True)
+    state = m.step(current, m.init_state(2))
+    assert not any(t.requires_grad for t in state)
+
+
+def test_bad_input_shapes_are_named():
+    m = Maelstrom(MaelstromConfig(n_neurons=40))
+    with pytest.raises(ValueError, match="40 neurons"):
+        m.step(torch.zeros(2, 39), m.init_state(2))
+    with pytest.raises(ValueError, match=r"\[batch, time, neurons\]"):
+        m.run(torch.zeros(2, 40))
+    with pytest.raises(ValueError, match="outside"):
+        Maelstrom(MaelstromConfig(n_neurons=40, connection_probability={"EE": 2, "EI": 0, "IE": 0, "II": 0}))
+    with pytest.raises(ValueError, match="unknown topology"):
+        Maelstrom(MaelstromConfig(n_neurons=40, topology="ring"))
