@@ -38,7 +38,7 @@ class NetworkConfig:
     encoder: str = "mlp"
     encoder_hidden: tuple[int, ...] = (32,)
     conv_channels: tuple[int, ...] = (16, 32)
-    encoder_gain: float = 20.0
+    encoder_gain: float = 10.0
     readout: str = "linear"
     readout_hidden: tuple[int, ...] = (128,)
     ridge_alpha: float = 1e-2

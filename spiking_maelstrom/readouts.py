@@ -15,7 +15,8 @@ from torch import Tensor, nn
 class FeatureNorm(nn.Module):
     """Standardises features with running (exponential moving average) statistics.
 
-    The statistics are updated in training mode and used as they are in both modes, so the map is
+    The statistics are updated in training mode while gradients are on (that is, inside training
+    steps, not in ``torch.no_grad`` inference) and used as they are otherwise, so the map is
     always a fixed per-feature affine transform: no batch dependence, foldable into the next
     affine layer for export. Without it, gradient-trained readouts on raw spike traces and
     currents (whose scales differ by orders of magnitude across neurons) barely learn.
@@ -30,7 +31,7 @@ class FeatureNorm(nn.Module):
         self.register_buffer("initialised", torch.tensor(False))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training:
+        if self.training and torch.is_grad_enabled():
             with torch.no_grad():
                 flat = x.detach().reshape(-1, x.shape[-1])
                 mean, var = flat.mean(0), flat.var(0, unbiased=False)

@@ -194,4 +194,4 @@ def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.de
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
     network.load_state_dict(payload["model"])
-    return network
+    return network.eval()

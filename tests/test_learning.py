@@ -111,5 +111,12 @@ def test_unknown_rule_and_bad_window_are_refused(tiny_task):
     net = tiny_network(tiny_task)
     x, y = _batch(tiny_task)
     with pytest.raises(ValueError, match="window"):
-        train_batch(net, make_rule("frozen", 10, 60), torch.optim.SGD(net.readout.parameters(), lr=0.1), x, y,
-                    tiny_task.mask, window=0)
+        train_batch(
+            net,
+            make_rule("frozen", 10, 60),
+            torch.optim.SGD(net.readout.parameters(), lr=0.1),
+            x,
+            y,
+            tiny_task.mask,
+            window=0,
+        )

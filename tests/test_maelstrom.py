@@ -56,7 +56,10 @@ def test_pathway_probabilities_are_respected():
     m = Maelstrom(MaelstromConfig(n_neurons=1000, connection_probability=probs, spectral_radius=1.0))
     exc, conn = m.excitatory, m.weight != 0
     blocks = {
-        "EE": conn[exc][:, exc], "EI": conn[~exc][:, exc], "IE": conn[exc][:, ~exc], "II": conn[~exc][:, ~exc],
+        "EE": conn[exc][:, exc],
+        "EI": conn[~exc][:, exc],
+        "IE": conn[exc][:, ~exc],
+        "II": conn[~exc][:, ~exc],
     }
     for name, block in blocks.items():
         n_pairs = block.numel() - (block.shape[0] if name in ("EE", "II") else 0)

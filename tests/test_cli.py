@@ -1,0 +1,103 @@
+"""The ``maelstrom`` command line: run directories, evaluation, resume, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spiking_maelstrom.cli import main
+
+TINY = [
+    "--task-option",
+    "n_channels=30",
+    "--task-option",
+    "noise_channels=10",
+    "--task-option",
+    "n_steps=25",
+    "--task-option",
+    "train_per_class=5",
+    "--task-option",
+    "test_per_class=2",
+]
+
+
+def _train(out, *extra):
+    args = ["train", *TINY, "--epochs", "1", "--neurons", "50", "--out", str(out), "--quiet", "--device", "cpu"]
+    return main([*args, *extra])
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run, "--encoder-rule", "local", "--seed", "3") == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "metrics.json", "checkpoint.pt", "accuracy.png", "raster.png"} <= names
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("test_accuracy", "train_seconds", "epochs", "neurons", "encoder_rule", "device"):
+        assert key in metrics
+    assert metrics["neurons"] == 50 and metrics["encoder_rule"] == "local" and metrics["epochs"] == 1
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_samples"] == 20
+    config = json.loads((run / "config.json").read_text())
+    assert config["network"]["maelstrom"]["seed"] == 3 and config["task"]["options"]["n_channels"] == 30
+    assert (run / "raster.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_scores_the_run_and_writes_json(tmp_path, capsys):
+    run = tmp_path / "run"
+    _train(run)
+    trained = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert (
+        main(["evaluate", str(run), "--dataset", "randman", "--json", str(tmp_path / "e.json"), "--device", "cpu"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "e.json").read_text())
+    assert printed["accuracy"] == written["accuracy"] == trained["test_accuracy"]
+    assert written["samples"] == 20
+
+
+def test_resume_continues_to_more_epochs(tmp_path):
+    run = tmp_path / "run"
+    _train(run)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet", "--device", "cpu"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+
+def test_ridge_baseline_run(tmp_path):
+    run = tmp_path / "ridge"
+    assert _train(run, "--readout", "ridge", "--encoder-rule", "frozen") == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["readout"] == "ridge" and metrics["feedback"] is False
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--neurons", "0"], "--neurons must be positive"),
+        (["train", "--readout", "ridge", "--encoder-rule", "dfa"], "--readout ridge"),
+        (["train", "--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data is not a directory"),
+        (["train", "--task-option", "colour"], "KEY=VALUE"),
+        (["train", "--task-option", "colour=3"], "unknown option"),
+        (["train", "--device", "cuda:7"], "cuda"),
+        (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
+    ],
+)
+def test_bad_arguments_get_a_one_line_error(args, message, capsys, tmp_path):
+    if args[0] == "train":
+        args = [*args, "--out", str(tmp_path / "r"), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("maelstrom: error:") and message in err and err.count("\n") == 1
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "spiking_maelstrom.cli", "evaluate", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "maelstrom: error:" in result.stderr

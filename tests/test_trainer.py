@@ -1,0 +1,90 @@
+"""Trainer: determinism, checkpoints (atomic, complete), resume, ridge baseline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spiking_maelstrom import TrainConfig, Trainer, load_network
+from spiking_maelstrom.checkpoint import atomic_write, load_checkpoint
+
+from .conftest import tiny_network
+
+
+def _trainer(task, epochs=2, rule="dfa", seed=0, **net_kwargs):
+    net = tiny_network(task, seed=seed, **net_kwargs)
+    return Trainer(
+        net, task, TrainConfig(epochs=epochs, batch_size=16, encoder_rule=rule, window=10, seed=seed), progress=False
+    )
+
+
+def test_same_seed_same_metrics_on_cpu(tiny_task):
+    a, b = _trainer(tiny_task), _trainer(tiny_task)
+    a.fit(), b.fit()
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(a.history) == strip(b.history)
+    assert a.evaluate(tiny_task.test) == b.evaluate(tiny_task.test)
+
+
+def test_checkpoint_restores_the_whole_network_and_resume_continues(tiny_task, tmp_path):
+    trainer = _trainer(tiny_task, epochs=1)
+    trainer.fit(tmp_path / "ckpt.pt")
+    restored = load_network(tmp_path / "ckpt.pt")
+    for name, value in trainer.network.state_dict().items():
+        assert torch.equal(value, restored.state_dict()[name]), name
+    x = torch.stack([tiny_task.test[i][0] for i in range(4)])
+    assert torch.equal(trainer.network(x).logits, restored(x).logits)
+
+    resumed = Trainer.resume(tmp_path / "ckpt.pt", tiny_task, progress=False, epochs=3)
+    assert resumed.epoch == 1
+    resumed.fit(tmp_path / "ckpt.pt")
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert torch.equal(resumed.network.maelstrom.weight, trainer.network.maelstrom.weight)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resumed_training_matches_uninterrupted_training(tiny_task, tmp_path):
+    straight = _trainer(tiny_task, epochs=2)
+    straight.fit()
+    first = _trainer(tiny_task, epochs=1)
+    first.fit(tmp_path / "c.pt")
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False, epochs=2)
+    second.fit()
+    for name, value in straight.network.state_dict().items():
+        assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+
+
+def test_bad_checkpoints_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match="broken.pt is not readable"):
+        load_checkpoint(broken)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": 1}, foreign)
+    with pytest.raises(ValueError, match="not a spiking-maelstrom checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    def fail(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, fail)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_ridge_readout_is_fitted_in_closed_form(tiny_task):
+    trainer = _trainer(tiny_task, rule="frozen", rule_feedback=False, readout="ridge")
+    trainer.fit()
+    assert len(trainer.history) == 1 and bool(trainer.network.readout.fitted)
+    assert trainer.history[0]["train_accuracy"] > 0.5
+    with pytest.raises(ValueError, match="ridge"):
+        _trainer(tiny_task, rule="dfa", rule_feedback=False, readout="ridge")
