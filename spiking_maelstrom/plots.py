@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from .checkpoint import atomic_write  # noqa: E402
@@ -36,6 +37,8 @@ def plot_accuracy(history: list[dict[str, Any]], path: str | Path, title: str = 
     ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", color="tab:red")
     ax_loss.set(xlabel="epoch", ylabel="per-step cross-entropy", title="training loss")
     ax_loss.grid(alpha=0.3)
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return _save(fig, path)
 

@@ -80,28 +80,35 @@ class Trainer:
         return tqdm(loader, desc=desc, leave=False, disable=not self.progress or None, dynamic_ncols=True)
 
     def train_epoch(self) -> dict[str, Any]:
-        """One epoch over the training split (one ridge fit for a ridge readout)."""
+        """One epoch over the training split (one ridge fit for a ridge readout).
+
+        ``train_accuracy`` is measured on each batch as it is trained (no extra pass), except for
+        the ridge readout, which is scored after its fit.
+        """
         start = time.perf_counter()
         self.network.train()
         if self.ridge:
             self._fit_ridge()
-            loss = float("nan")
+            loss, accuracy = float("nan"), None
         else:
-            total, batches = 0.0, 0
+            total, correct, samples = 0.0, 0, 0
             bar = self._bar(self._loader(self.train_set, shuffle=True), f"epoch {self.epoch + 1}")
             for x, y in bar:
                 x, y = x.to(self.device), y.to(self.device)
-                batch_loss, _ = train_batch(
+                batch_loss, logits = train_batch(
                     self.network, self.rule, self.optimizer, x, y, self.mask, self.config.window
                 )
-                total, batches = total + batch_loss, batches + 1
+                total += batch_loss * len(y)
+                correct += int((predict(logits, self.mask) == y).sum())
+                samples += len(y)
                 bar.set_postfix(loss=f"{batch_loss:.3f}")
-            loss = total / max(batches, 1)
+            loss, accuracy = total / max(samples, 1), correct / max(samples, 1)
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         self.epoch += 1
-        record = {"epoch": self.epoch, "train_loss": loss, "seconds": seconds}
-        record["train_accuracy"] = self.evaluate(self.train_set)["accuracy"]
+        if accuracy is None:
+            accuracy = self.evaluate(self.train_set)["accuracy"]
+        record = {"epoch": self.epoch, "train_loss": loss, "train_accuracy": accuracy, "seconds": seconds}
         if len(self.val_set):
             record["val_accuracy"] = self.evaluate(self.val_set)["accuracy"]
         self.history.append(record)
