@@ -8,7 +8,7 @@ from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .learning import RULES, make_rule, predict, train_batch
 from .maelstrom import Maelstrom, MaelstromConfig
-from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network
+from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
 from .neuron import CubaLIFState, cuba_lif_step
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
 from .trainer import TrainConfig, Trainer, load_network
@@ -33,6 +33,7 @@ __all__ = [
     "NetworkConfig",
     "NetworkState",
     "build_network",
+    "network_config_for",
     "RULES",
     "make_rule",
     "train_batch",

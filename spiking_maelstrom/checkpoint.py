@@ -1,43 +1,23 @@
-"""Atomic files: checkpoints, JSON and plots are written to a temporary file and renamed."""
+"""Checkpoints: one file with everything needed to rebuild and resume a run, written atomically."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .files import atomic_write
+
 CHECKPOINT_FORMAT = "spiking-maelstrom-checkpoint/1"
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Save a checkpoint dictionary (tagged with the format version), atomically."""
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

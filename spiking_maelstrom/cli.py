@@ -12,12 +12,13 @@ from typing import Any
 import torch
 
 from . import __version__
-from .checkpoint import load_checkpoint, write_json
+from .checkpoint import load_checkpoint
 from .data import TASKS, load_task
 from .device import resolve_device
+from .files import write_json
 from .learning import RULES
 from .maelstrom import MaelstromConfig
-from .network import ENCODERS, READOUTS, NetworkConfig, build_network
+from .network import ENCODERS, READOUTS, NetworkConfig, build_network, network_config_for
 from .plots import plot_accuracy, plot_raster
 from .trainer import TrainConfig, Trainer, evaluate_network, load_network
 
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=RULES,
         help="credit for the encoder: frozen (classic LSM), dfa, local (default: dfa)",
     )
-    train.add_argument("--encoder", default="mlp", choices=ENCODERS, help="input network (default: mlp)")
+    train.add_argument(
+        "--encoder", choices=ENCODERS, help="input network (default: the data set's: conv for nmnist, mlp otherwise)"
+    )
     train.add_argument("--readout", default="linear", choices=READOUTS, help="output network (default: linear)")
     train.add_argument("--no-feedback", action="store_true", help="no top-down feedback into the encoder")
     train.add_argument("--no-recurrence", action="store_true", help="switch the maelstrom's recurrence off")
@@ -98,23 +101,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
-    maelstrom = MaelstromConfig(
+    maelstrom = dict(
         n_neurons=args.neurons,
         topology=args.topology,
         spectral_radius=args.spectral_radius,
         recurrent=not args.no_recurrence,
-        dt=task.dt,
         seed=args.seed,
     )
-    return NetworkConfig(
-        input_shape=task.input_shape,
-        n_classes=task.n_classes,
-        maelstrom=maelstrom,
-        encoder=args.encoder,
-        readout=args.readout,
-        feedback=not (args.no_feedback or args.readout == "ridge"),
-        seed=args.seed,
-    )
+    network = dict(readout=args.readout, feedback=not (args.no_feedback or args.readout == "ridge"), seed=args.seed)
+    if args.encoder is not None:
+        network["encoder"] = args.encoder
+    return network_config_for(task, maelstrom, **network)
+
+
+def _load_task(name: str, data_dir: Path | None, options: dict[str, Any], progress: bool) -> Any:
+    """Load a task; recorded data sets take their root from ``--data-dir`` over the saved options."""
+    options = dict(options)
+    if data_dir is not None:
+        options.pop("data_dir", None)
+    elif "data_dir" in options:
+        data_dir = options.pop("data_dir")
+    return load_task(name, data_dir, progress=progress, **options)
 
 
 def _check_train_args(args: argparse.Namespace) -> None:
@@ -139,10 +146,10 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if not checkpoint.is_file():
             raise CLIError(f"--resume: no checkpoint at {checkpoint}")
         saved = load_checkpoint(checkpoint)
-        task = load_task(saved["task"]["name"], args.data_dir, **saved["task"]["options"])
+        task = _load_task(saved["task"]["name"], args.data_dir, saved["task"]["options"], progress)
         trainer = Trainer.resume(checkpoint, task, device=device, progress=progress, epochs=args.epochs)
     else:
-        task = load_task(args.dataset, args.data_dir, **_task_options(args.task_option))
+        task = _load_task(args.dataset, args.data_dir, _task_options(args.task_option), progress)
         network = build_network(_network_config(args, task), device=device)
         config = TrainConfig(
             epochs=args.epochs,
@@ -217,7 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device(args.device)
     name = args.dataset or payload["task"]["name"]
     options = payload["task"]["options"] if name == payload["task"]["name"] else {}
-    task = load_task(name, args.data_dir, **options)
+    task = _load_task(name, args.data_dir, options, progress=False)
     network = load_network(payload, device)
     if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:
         raise CLIError(

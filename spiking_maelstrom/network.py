@@ -102,7 +102,7 @@ class MaelstromNetwork(nn.Module):
         readout: nn.Module,
         n_classes: int,
         features: tuple[str, ...] = ("trace", "current"),
-        trace_tau: float = 0.02,
+        trace_tau: float = 0.05,
         feedback: bool = True,
     ) -> None:
         super().__init__()
@@ -202,6 +202,35 @@ class MaelstromNetwork(nn.Module):
         """Inference over a whole sequence ``x [B, T, *input_shape]``."""
         state = self.init_state(x.shape[0]) if state is None else state
         return self.run_window(x, state, record=record)
+
+
+REFERENCE_DT = 1e-3
+
+
+def network_config_for(task: Any, maelstrom: dict[str, Any] | None = None, **network: Any) -> NetworkConfig:
+    """The network config that suits ``task`` (any object with ``input_shape``, ``n_classes``, ``dt``
+    and ``network_defaults``, e.g. a ``data.Task``): its shapes, its preferred encoder, and the
+    default time constants, tuned for 1 ms steps, scaled to the task's step so the dynamics per
+    step stay the same. ``maelstrom`` and ``network`` override any field."""
+    scale = task.dt / REFERENCE_DT
+    base = MaelstromConfig()
+    maelstrom_fields = {
+        "dt": task.dt,
+        "tau_mem": tuple(scale * t for t in base.tau_mem),
+        "tau_syn": tuple(scale * t for t in base.tau_syn),
+        **(maelstrom or {}),
+    }
+    fields = {
+        "trace_tau": scale * NetworkConfig.__dataclass_fields__["trace_tau"].default,
+        **task.network_defaults,
+        **network,
+    }
+    return NetworkConfig(
+        input_shape=tuple(task.input_shape),
+        n_classes=task.n_classes,
+        maelstrom=MaelstromConfig(**maelstrom_fields),
+        **fields,
+    )
 
 
 def build_network(config: NetworkConfig, device: str | torch.device = "cpu") -> MaelstromNetwork:

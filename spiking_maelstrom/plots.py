@@ -13,14 +13,16 @@ import torch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from .checkpoint import atomic_write  # noqa: E402
+from .files import atomic_write  # noqa: E402
 
 
 def _save(fig: Any, path: str | Path) -> Path:
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
+    return Path(path)
 
 
 def plot_accuracy(history: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:

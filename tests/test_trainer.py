@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from spiking_maelstrom import TrainConfig, Trainer, load_network
-from spiking_maelstrom.checkpoint import atomic_write, load_checkpoint
+from spiking_maelstrom.checkpoint import load_checkpoint
+from spiking_maelstrom.files import atomic_write
 
 from .conftest import tiny_network
 
@@ -71,12 +72,9 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
     target = tmp_path / "out.json"
     target.write_text("old")
 
-    def fail(tmp):
+    with pytest.raises(OSError), atomic_write(target) as tmp:
         tmp.write_text("half")
         raise OSError("disk full")
-
-    with pytest.raises(OSError):
-        atomic_write(target, fail)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 

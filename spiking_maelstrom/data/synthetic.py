@@ -3,8 +3,10 @@
 ``randman``: Randman-style classification (after Zenke & Vogels 2021). Each class is a random
 smooth manifold of dimension ``manifold_dim`` embedded in ``n_channels`` dimensions; a sample is a
 random point on its class's manifold, and each channel fires one spike at a time proportional to
-its coordinate. ``manifold_dim`` is the difficulty knob (1 is easy; 2-3 are hard); ``jitter`` adds
-spike-time noise in steps.
+its coordinate. Difficulty knobs: ``manifold_dim`` (1 is easy; 2-3 are hard), ``spread`` (the part
+``[0, spread]^D`` of each manifold that samples come from: 1 is the original Randman, where only
+spike timing tells classes apart; small values give every class a characteristic spatial pattern
+per frame), ``jitter`` (spike-time noise in steps) and Poisson ``noise_channels``/``noise_rate``.
 
 ``randman-memory``: needs memory across time. A pattern of the target class is followed by a silent
 (noisy) delay and a distractor pattern of another class; the label is the *first* pattern's class

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
+
+from .cache import CachedFrames
+from .events import EventSource
+from .transforms import Transform
 
 
 @dataclass
@@ -15,7 +21,9 @@ class Task:
     """A classification task for a Maelstrom network.
 
     ``mask [T]`` marks the time steps whose predictions are trained and scored; ``dt`` is the
-    duration of one step in seconds; ``options`` re-create the task with ``load_task``.
+    duration of one step in seconds; ``options`` re-create the task with ``load_task``;
+    ``network_defaults`` are the ``NetworkConfig`` fields that suit this data (e.g. a
+    convolutional encoder for 2-D frames).
     """
 
     name: str
@@ -26,6 +34,7 @@ class Task:
     mask: Tensor
     dt: float = 1e-3
     options: dict[str, Any] = field(default_factory=dict)
+    network_defaults: dict[str, Any] = field(default_factory=dict)
 
 
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -35,3 +44,37 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = int(round(fraction * len(dataset)))
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+
+
+def default_cache_dir() -> Path:
+    """Where transformed recordings are cached: ``$MAELSTROM_CACHE`` or ``~/.cache/spiking-maelstrom``."""
+    return Path(os.environ.get("MAELSTROM_CACHE", Path.home() / ".cache" / "spiking-maelstrom"))
+
+
+def recorded_task(
+    name: str,
+    sources: dict[str, EventSource],
+    transform: Transform,
+    dt: float,
+    n_classes: int,
+    options: dict[str, Any],
+    network_defaults: dict[str, Any],
+    cache_dir: str | Path | None,
+    progress: bool = True,
+) -> Task:
+    """A task over recorded event data: each split binned by ``transform`` and read through the
+    HDF5 cache (built on first use)."""
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    split = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
+    shape = split["train"].sample_shape
+    return Task(
+        name=name,
+        train=split["train"],
+        test=split["test"],
+        input_shape=tuple(shape[1:]),
+        n_classes=n_classes,
+        mask=torch.ones(shape[0], dtype=torch.bool),
+        dt=dt,
+        options=options,
+        network_defaults=network_defaults,
+    )

@@ -1,0 +1,186 @@
+"""Spiking Heidelberg Digits (Cramer et al. 2020): spoken digits as spikes of 700 cochlea channels.
+
+One HDF5 file per split (``shd_train.h5``, ``shd_test.h5``, or the published ``.h5.gz``) holding
+``spikes/times`` (variable-length float16 seconds per sample), ``spikes/units`` (variable-length
+uint16 channel), ``labels``, ``extra/speaker`` and ``extra/keys`` (the word of each label).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import h5py
+import numpy as np
+
+from ..files import atomic_write
+from .events import EventFormatError, check_range, shd_events, sorted_by_time
+from .task import Task, recorded_task
+from .transforms import ChannelBin, Compose, ToFrames, Transform
+
+N_CHANNELS = 700
+DEFAULT_ROOT = Path("datasets") / "shd"
+SENSOR_SIZE = (N_CHANNELS,)
+REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels", "extra/speaker", "extra/keys")
+
+
+class SHDFile:
+    """All samples of one SHD file, read and checked when opened; ``shd[i]`` returns ``(events, label)``.
+
+    Times are upcast from float16 to float64 before anything else (``float16 * 1e6`` overflows).
+    The class count is ``len(extra/keys)``, the file's own list of class names, so a file holding
+    a subset of labels (a small test split) still reports every class; labels must lie below it.
+    A ``.gz`` file is decompressed to a temporary file that is deleted once read.
+    """
+
+    name = "shd"
+    sensor_size = SENSOR_SIZE
+
+    def __init__(self, path: str | Path, split: str | None = None) -> None:
+        self.path = Path(path)
+        self.root = self.path.parent
+        self.files = [self.path]
+        stem = self.path.name.split(".")[0]
+        self.split = split or stem.removeprefix("shd_")
+        if not self.path.is_file():
+            raise FileNotFoundError(
+                f"SHD file {self.path} does not exist: expected shd_train.h5 / shd_test.h5 (or .h5.gz) from "
+                "https://zenkelab.org/datasets (see datasets/README.md and spiking_maelstrom.data.download)"
+            )
+        if self.path.suffix == ".gz":
+            with tempfile.TemporaryFile() as plain:
+                try:
+                    with gzip.open(self.path) as packed:
+                        shutil.copyfileobj(packed, plain)
+                except (OSError, EOFError) as err:
+                    raise EventFormatError(f"{self.path}: not a readable gzip file ({err})") from err
+                plain.seek(0)
+                self._read(plain)
+        else:
+            self._read(self.path)
+
+    def _read(self, source: Path | IO[bytes]) -> None:
+        try:
+            handle = h5py.File(source, "r")
+        except OSError as err:
+            raise EventFormatError(f"{self.path}: not an HDF5 file ({err})") from err
+        with handle:
+            missing = [k for k in REQUIRED_KEYS if k not in handle]
+            if missing:
+                raise EventFormatError(f"{self.path}: missing HDF5 keys {', '.join(missing)}")
+            self.times = handle["spikes/times"][()]
+            self.units = handle["spikes/units"][()]
+            self.labels = handle["labels"][()].astype(np.int64)
+            self.speakers = handle["extra/speaker"][()].astype(np.int64)
+            self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in handle["extra/keys"][()]]
+        self.n_classes = len(self.keys)
+        self._check()
+
+    def _check(self) -> None:
+        n = len(self.labels)
+        if n == 0:
+            raise EventFormatError(f"{self.path}: no samples")
+        for what, column in (
+            ("spikes/times", self.times),
+            ("spikes/units", self.units),
+            ("extra/speaker", self.speakers),
+        ):
+            if len(column) != n:
+                raise EventFormatError(f"{self.path}: {len(column)} entries in {what} but {n} labels")
+        check_range(self.labels, self.n_classes, f"label (extra/keys has {self.n_classes} classes)", str(self.path))
+        n_times = np.array([len(t) for t in self.times])
+        n_units = np.array([len(u) for u in self.units])
+        if np.any(n_times != n_units):
+            index = np.flatnonzero(n_times != n_units)[0]
+            raise EventFormatError(
+                f"{self.path}: sample {index} has {n_times[index]} spike times but {n_units[index]} units"
+            )
+        if np.any(n_times == 0):
+            raise EventFormatError(f"{self.path}: sample {np.flatnonzero(n_times == 0)[0]} is empty (0 spikes)")
+        units = np.concatenate(self.units)
+        bad = np.flatnonzero(units >= N_CHANNELS)
+        if bad.size:
+            ends = np.cumsum(n_units)
+            index = int(np.searchsorted(ends, bad[0], side="right"))
+            event = bad[0] - (ends[index] - n_units[index])
+            raise EventFormatError(
+                f"{self.path}: sample {index}: unit {units[bad[0]]} at spike {event} is outside 0..{N_CHANNELS - 1}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        events = shd_events(self.times[index], self.units[index])
+        return sorted_by_time(events, f"{self.path}: sample {index}"), int(self.labels[index])
+
+
+def write_shd_h5(
+    path: str | Path,
+    samples: Sequence[np.ndarray],
+    labels: Sequence[int],
+    speakers: Sequence[int],
+    keys: Sequence[str],
+) -> None:
+    """Write SHD events (``t`` seconds, ``unit``) in the SHD file layout, atomically; gzipped if ``path`` ends in .gz.
+
+    Times are stored as float16 like the published files, so they come back rounded to float16.
+    """
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            times = handle.create_dataset("spikes/times", (len(samples),), dtype=h5py.vlen_dtype(np.float16))
+            units = handle.create_dataset("spikes/units", (len(samples),), dtype=h5py.vlen_dtype(np.uint16))
+            for index, events in enumerate(samples):
+                times[index] = events["t"].astype(np.float16)
+                units[index] = events["unit"].astype(np.uint16)
+            handle["labels"] = np.asarray(labels, dtype=np.uint16)
+            handle["extra/speaker"] = np.asarray(speakers, dtype=np.uint16)
+            handle["extra/keys"] = np.array([k.encode() for k in keys])
+        if path.suffix == ".gz":
+            data = tmp.read_bytes()
+            with gzip.open(tmp, "wb") as packed:
+                packed.write(data)
+
+
+def find_shd_file(root: str | Path, split: str) -> Path:
+    """``root/shd_<split>.h5``, or its ``.h5.gz``; a clear error naming both when neither exists."""
+    root = Path(root)
+    for name in (f"shd_{split}.h5", f"shd_{split}.h5.gz"):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(
+        f"SHD {split} split not found: expected {root / f'shd_{split}.h5'} or {root / f'shd_{split}.h5.gz'} "
+        "(get them from https://zenkelab.org/datasets with spiking_maelstrom.data.download.download_shd; "
+        "see datasets/README.md)"
+    )
+
+
+def shd_task(
+    data_dir: str | Path | None = None,
+    dt_ms: float = 10.0,
+    n_steps: int = 100,
+    channel_bin: int = 1,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> Task:
+    """SHD (or a file in its layout) as a task: ``n_steps`` frames of ``dt_ms`` ms over 700 channels
+    (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
+    training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache."""
+    root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
+    steps: list[Transform] = [ToFrames(dt_ms * 1e-3, n_steps, SENSOR_SIZE)]
+    if channel_bin > 1:
+        steps.append(ChannelBin(channel_bin))
+    sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
+    options = dict(
+        data_dir=str(root.resolve()), dt_ms=dt_ms, n_steps=n_steps, channel_bin=channel_bin, cache_dir=cache_dir
+    )
+    defaults = {"encoder": "mlp", "encoder_hidden": (128,)}
+    n_classes = sources["train"].n_classes
+    return recorded_task(
+        "shd", sources, Compose(tuple(steps)), dt_ms * 1e-3, n_classes, options, defaults, cache_dir, progress
+    )

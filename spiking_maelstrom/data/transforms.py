@@ -1,0 +1,267 @@
+"""Small composable transforms (tonic-style) for event arrays and dense frames.
+
+Every transform is a frozen dataclass, so its configuration is plain data: :meth:`Transform.key`
+turns it into the JSON-able dict the HDF5 cache is keyed on. Deterministic transforms can be
+cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, ``random = True``) are training
+augmentations, applied on the fly after the cache, reproducibly from their ``seed``.
+
+Events are the structured arrays of :mod:`.events`; dense frames are ``[T, *sensor]`` numpy arrays
+or torch tensors (returned as the type they came in). Frame layouts: N-MNIST ``[T, 2, 34, 34]``
+(polarity, y, x), SHD ``[T, 700]``. All of it is vectorised numpy; no Python loop per event.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import get_worker_info
+
+Data = Any  # structured event array, dense numpy array or torch tensor
+
+
+def is_events(data: Data) -> bool:
+    """True for a structured event array, False for dense frames."""
+    return isinstance(data, np.ndarray) and data.dtype.names is not None
+
+
+def _dense(data: Data) -> np.ndarray:
+    return data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
+
+
+def _like(result: np.ndarray, original: Data) -> Data:
+    return torch.from_numpy(np.ascontiguousarray(result)) if isinstance(original, torch.Tensor) else result
+
+
+class Transform:
+    """Base of all transforms: ``random`` marks augmentations that must not be cached."""
+
+    random: ClassVar[bool] = False
+
+    def key(self) -> dict[str, Any]:
+        """The configuration as JSON-able data: class name and fields."""
+        return {"name": type(self).__name__, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+    def __call__(self, data: Data) -> Data:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Compose(Transform):
+    """Apply ``transforms`` in order."""
+
+    transforms: Sequence[Transform]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "transforms", tuple(self.transforms))
+
+    @property
+    def random(self) -> bool:  # type: ignore[override]
+        return any(t.random for t in self.transforms)
+
+    def key(self) -> dict[str, Any]:
+        return {"name": "Compose", "transforms": [t.key() for t in self.transforms]}
+
+    def __call__(self, data: Data) -> Data:
+        for transform in self.transforms:
+            data = transform(data)
+        return data
+
+
+SENSOR_FIELDS = {3: ("p", "y", "x"), 1: ("unit",)}
+
+
+def _frames(events: np.ndarray, bins: np.ndarray, n_steps: int, sensor_size: tuple[int, ...], who: str) -> np.ndarray:
+    """Count ``events`` into ``[n_steps, *sensor_size]`` float32 frames by time bin; bins outside are dropped."""
+    if len(sensor_size) not in SENSOR_FIELDS:
+        raise ValueError(f"{who}: sensor_size {sensor_size} must be (polarities, height, width) or (channels,)")
+    coords = []
+    for field, size in zip(SENSOR_FIELDS[len(sensor_size)], sensor_size, strict=True):
+        values = events[field].astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() >= size):
+            raise ValueError(
+                f"{who}: event {field} in {values.min()}..{values.max()} does not fit sensor_size {sensor_size} "
+                "(after Downsample / ChannelBin / MergePolarity, shrink sensor_size to match)"
+            )
+        coords.append(values)
+    keep = (bins >= 0) & (bins < n_steps)
+    channels = np.ravel_multi_index([c[keep] for c in coords], sensor_size)
+    n_channels = math.prod(sensor_size)
+    # Sparse counting (unique) into calloc'ed zeros: a dense bincount would build an int64 array of every bin.
+    bin_index, counts = np.unique(bins[keep] * n_channels + channels, return_counts=True)
+    frames = np.zeros(n_steps * n_channels, dtype=np.float32)
+    frames[bin_index] = counts
+    return frames.reshape(n_steps, *sensor_size)
+
+
+@dataclass(frozen=True)
+class ToFrames(Transform):
+    """Events -> ``[n_steps, *sensor_size]`` counts in time bins of ``dt`` (the events' time unit:
+    microseconds for N-MNIST, seconds for SHD), from t = 0. Events at or past ``n_steps * dt`` are
+    dropped (crop); a shorter sample leaves zero frames at the end (pad)."""
+
+    dt: float
+    n_steps: int
+    sensor_size: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dt", float(self.dt))
+        object.__setattr__(self, "sensor_size", tuple(int(s) for s in self.sensor_size))
+        if self.dt <= 0 or self.n_steps < 1:
+            raise ValueError(f"ToFrames needs dt > 0 and n_steps >= 1, got dt={self.dt}, n_steps={self.n_steps}")
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        bins = np.floor(events["t"] / self.dt).astype(np.int64)
+        return _frames(events, bins, self.n_steps, self.sensor_size, "ToFrames")
+
+
+@dataclass(frozen=True)
+class ToFramesByCount(Transform):
+    """Events -> ``[n_steps, *sensor_size]`` frames of ``events_per_frame`` consecutive events each
+    (the last one may hold fewer); events past ``n_steps`` frames are dropped, missing frames are zero."""
+
+    events_per_frame: int
+    n_steps: int
+    sensor_size: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sensor_size", tuple(int(s) for s in self.sensor_size))
+        if self.events_per_frame < 1 or self.n_steps < 1:
+            raise ValueError(f"ToFramesByCount needs events_per_frame >= 1 and n_steps >= 1: {self}")
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        bins = np.arange(len(events)) // self.events_per_frame
+        return _frames(events, bins, self.n_steps, self.sensor_size, "ToFramesByCount")
+
+
+def _pool(data: Data, factor: int, event_fields: tuple[str, ...]) -> Data:
+    """Sum-pool the last ``len(event_fields)`` axes of frames by ``factor`` (the last group may be
+    partial), or floor-divide those event fields, which pools the same way once framed."""
+    if is_events(data):
+        out = data.copy()
+        for field in event_fields:
+            out[field] //= factor
+        return out
+    frames = _dense(data)
+    for axis in range(frames.ndim - len(event_fields), frames.ndim):
+        size = frames.shape[axis]
+        pad = [(0, 0)] * frames.ndim
+        pad[axis] = (0, -size % factor)
+        frames = np.pad(frames, pad)
+        shape = frames.shape[:axis] + (frames.shape[axis] // factor, factor) + frames.shape[axis + 1 :]
+        frames = frames.reshape(shape).sum(axis + 1)
+    return _like(frames, data)
+
+
+@dataclass(frozen=True)
+class Downsample(Transform):
+    """N-MNIST spatial down-sampling by ``factor``: 34 x 34 -> ceil(34 / factor) squared, summing pixels."""
+
+    factor: int
+
+    def __call__(self, data: Data) -> Data:
+        return _pool(data, self.factor, ("y", "x"))
+
+
+@dataclass(frozen=True)
+class ChannelBin(Transform):
+    """SHD channel binning: 700 -> ceil(700 / k) channels, each the sum of ``k`` adjacent units."""
+
+    k: int
+
+    def __call__(self, data: Data) -> Data:
+        return _pool(data, self.k, ("unit",))
+
+
+@dataclass(frozen=True)
+class MergePolarity(Transform):
+    """Both polarities in one channel: events get p = 0; frames ``[T, 2, H, W]`` -> ``[T, 1, H, W]``.
+    Without it, frames keep one channel per polarity (the default layout)."""
+
+    def __call__(self, data: Data) -> Data:
+        if is_events(data):
+            out = data.copy()
+            out["p"] = 0
+            return out
+        return _like(_dense(data).sum(axis=1, keepdims=True), data)
+
+
+class RandomTransform(Transform):
+    """An augmentation: reproducible from ``seed`` (one stream per DataLoader worker), never cached."""
+
+    random: ClassVar[bool] = True
+    seed: int
+
+    def rng(self) -> np.random.Generator:
+        """This transform's generator, created on first use in each process from ``[seed, worker id]``."""
+        pid, generator = self.__dict__.get("_rng", (None, None))
+        if pid != os.getpid():
+            worker = get_worker_info()
+            generator = np.random.default_rng([self.seed, worker.id if worker else 0])
+            object.__setattr__(self, "_rng", (os.getpid(), generator))
+        return generator
+
+
+@dataclass(frozen=True)
+class TimeJitter(RandomTransform):
+    """Move every event in time by Gaussian noise of ``std``: in the events' time unit (microseconds
+    for N-MNIST, seconds for SHD) on event arrays, in time steps on frames (counts moved to the
+    nearest step; those leaving the window are dropped). Events come back sorted by time."""
+
+    std: float
+    seed: int = 0
+
+    def __call__(self, data: Data) -> Data:
+        if is_events(data):
+            out = data.copy()
+            t = out["t"] + self.rng().normal(0.0, self.std, len(out))
+            out["t"] = np.round(t) if np.issubdtype(out["t"].dtype, np.integer) else t
+            return out[np.argsort(out["t"], kind="stable")]
+        frames = _dense(data)
+        counts = np.round(frames).astype(np.int64)
+        if np.any(counts != frames) or np.any(counts < 0):
+            raise ValueError("TimeJitter on frames needs event counts (non-negative integers)")
+        flat = counts.reshape(len(counts), -1)
+        steps, channels = np.nonzero(flat)
+        n = flat[steps, channels]
+        steps, channels = np.repeat(steps, n), np.repeat(channels, n)
+        steps = np.round(steps + self.rng().normal(0.0, self.std, len(steps))).astype(np.int64)
+        keep = (steps >= 0) & (steps < flat.shape[0])
+        moved = np.bincount(steps[keep] * flat.shape[1] + channels[keep], minlength=flat.size)
+        return _like(moved.reshape(frames.shape).astype(frames.dtype), data)
+
+
+def _shift(frames: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """``frames`` moved by ``shift`` along ``axis``, zero-filled (nothing wraps around)."""
+    out = np.zeros_like(frames)
+    size = frames.shape[axis]
+    src = [slice(None)] * frames.ndim
+    dst = [slice(None)] * frames.ndim
+    src[axis] = slice(max(0, -shift), min(size, size - shift))
+    dst[axis] = slice(max(0, shift), min(size, size + shift))
+    out[tuple(dst)] = frames[tuple(src)]
+    return out
+
+
+@dataclass(frozen=True)
+class ChannelShift(RandomTransform):
+    """Shift frames by a random whole number of channels in ``-max_shift..max_shift``, zero-filled:
+    along x and y (independently) for ``[T, P, H, W]`` frames, along the channels for ``[T, C]``.
+    Dense frames only (use it after ``ToFrames`` or the cache)."""
+
+    max_shift: int
+    seed: int = 0
+
+    def __call__(self, data: Data) -> Data:
+        if is_events(data):
+            raise TypeError("ChannelShift works on dense frames: apply it after ToFrames or the cache")
+        frames = _dense(data)
+        axes = (2, 3) if frames.ndim == 4 else (frames.ndim - 1,)
+        for axis, shift in zip(axes, self.rng().integers(-self.max_shift, self.max_shift + 1, len(axes)), strict=True):
+            frames = _shift(frames, int(shift), axis)
+        return _like(frames, data)

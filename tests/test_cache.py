@@ -1,0 +1,168 @@
+"""The HDF5 frame cache: miss, hit, new key on a new configuration, rebuild of broken files, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from spiking_maelstrom.data.cache import CachedFrames, ensure_cache
+from spiking_maelstrom.data.nmnist import NMNISTFiles, write_nmnist_bin
+from spiking_maelstrom.data.shd import SHDFile
+from spiking_maelstrom.data.transforms import ChannelShift, Compose, Downsample, TimeJitter, ToFrames, Transform
+
+from .test_nmnist import NMNIST_SMALL, random_nmnist, write_tree, zip_tree
+from .test_shd import write_fixture
+
+FRAMES = ToFrames(dt=10_000, n_steps=30, sensor_size=(2, 34, 34))
+
+
+@dataclass(frozen=True)
+class Exploding(Transform):
+    """Fails on the sample whose first event is at ``t0``, as an interrupted build would."""
+
+    t0: int
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if events["t"][0] == self.t0:
+            raise RuntimeError("interrupted")
+        return FRAMES(events)
+
+
+@dataclass(frozen=True)
+class Constant(Transform):
+    value: float
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return np.full((2, 3), self.value, dtype=np.float32)
+
+
+@pytest.fixture
+def source(tmp_path):
+    write_tree(tmp_path / "data")
+    return NMNISTFiles(tmp_path / "data", "train")
+
+
+def cache_files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_miss_builds_then_hit_reads(tmp_path, source):
+    first = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    assert first.built and first.path.parent == tmp_path / "cache"
+    assert cache_files(tmp_path / "cache") == [first.path.name]
+    assert first.path.name.startswith("nmnist-train-") and len(first.path.stem.split("-")[-1]) == 16
+    assert len(first) == 6 and first.sample_shape == (30, 2, 34, 34)
+    for index in range(len(source)):
+        frames, label = first[index]
+        events, expected_label = source[index]
+        assert frames.dtype == torch.float32 and label == expected_label
+        assert np.array_equal(frames.numpy(), FRAMES(events))
+    mtime = first.path.stat().st_mtime_ns
+    second = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    assert not second.built and second.path == first.path and first.path.stat().st_mtime_ns == mtime
+    assert torch.equal(second[3][0], first[3][0])
+
+
+def test_new_configuration_or_changed_data_makes_a_new_file(tmp_path, source):
+    cache = tmp_path / "cache"
+    a, _ = ensure_cache(cache, source, FRAMES, progress=False)
+    b, built = ensure_cache(cache, source, Compose([Downsample(2), ToFrames(10_000, 30, (2, 17, 17))]), False)
+    assert built and b != a
+    write_nmnist_bin(source.files[0], random_nmnist(np.random.default_rng(9), 61))
+    c, built = ensure_cache(cache, NMNISTFiles(source.root, "train"), FRAMES, progress=False)
+    assert built and c not in (a, b)
+    assert len(cache_files(cache)) == 3
+
+
+def test_zip_and_shd_sources_are_cached(tmp_path):
+    samples = write_tree(tmp_path / "folder")
+    (tmp_path / "packed").mkdir()
+    zip_tree(tmp_path / "packed", samples)
+    folder = CachedFrames(NMNISTFiles(tmp_path / "folder", "train"), FRAMES, tmp_path / "cache", progress=False)
+    packed = CachedFrames(NMNISTFiles(tmp_path / "packed", "train"), FRAMES, tmp_path / "cache", progress=False)
+    assert packed.path != folder.path and torch.equal(packed[5][0], folder[5][0])
+    write_fixture(tmp_path / "shd_test.h5.gz")
+    shd = CachedFrames(SHDFile(tmp_path / "shd_test.h5.gz"), ToFrames(0.01, 140, (700,)), tmp_path, progress=False)
+    assert shd.path.name.startswith("shd-test-") and shd[0][0].shape == (140, 700) and shd[0][0].sum() == 20
+
+
+def break_truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def break_flag(path):
+    with h5py.File(path, "r+") as handle:
+        del handle.attrs["complete"]
+
+
+def break_shape(path):
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["sample_shape"] = (29, 2, 34, 34)
+
+
+def break_offsets(path):
+    with h5py.File(path, "r+") as handle:
+        del handle["frames/offset"]
+        handle["frames/offset"] = np.zeros(6, dtype=np.int64)
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (break_truncate, "unreadable"),
+        (break_flag, "incomplete"),
+        (break_shape, r"samples have shape \(29, 2, 34, 34\), expected \(30, 2, 34, 34\)"),
+        (break_offsets, "frames/offset does not index 6 samples"),
+    ],
+)
+def test_broken_cache_is_reported_and_rebuilt(tmp_path, source, damage, reason):
+    good = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    expected = good[2][0]
+    good.close()
+    damage(good.path)
+    with pytest.warns(UserWarning, match=rf"{good.path.name}: cache is unusable, {reason}.*rebuilding"):
+        rebuilt = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    assert rebuilt.built and rebuilt.path == good.path and torch.equal(rebuilt[2][0], expected)
+    assert cache_files(tmp_path / "cache") == [good.path.name]
+
+
+def test_interrupted_build_leaves_nothing_behind(tmp_path, source):
+    (tmp_path / "cache").mkdir()
+    with pytest.raises(RuntimeError, match="interrupted"):
+        CachedFrames(source, Exploding(t0=int(source[3][0]["t"][0])), tmp_path / "cache", progress=False)
+    assert cache_files(tmp_path / "cache") == []
+
+
+def test_counts_beyond_uint16_are_refused(tmp_path, source):
+    with pytest.raises(ValueError, match=r"nmnist train sample 0: the cache stores event counts 0\.\.65535"):
+        ensure_cache(tmp_path, source, Constant(70_000.0), progress=False)
+    assert CachedFrames(source, Constant(65_535.0), tmp_path, progress=False)[0][0].max() == 65_535
+
+
+def test_augmentation_runs_after_the_cache_and_is_never_cached(tmp_path, source):
+    plain = CachedFrames(source, FRAMES, tmp_path, progress=False)
+    augmented = CachedFrames(source, FRAMES, tmp_path, augment=TimeJitter(std=1.0, seed=0), progress=False)
+    assert not augmented.built
+    frames, _ = augmented[0]
+    assert isinstance(frames, torch.Tensor) and plain[0][0].sum() - 3 <= frames.sum() <= plain[0][0].sum()
+    assert not torch.equal(frames, plain[0][0])
+    copy = pickle.loads(pickle.dumps(plain))  # as DataLoader workers receive it
+    assert copy._handle is None and torch.equal(copy[1][0], plain[1][0])
+    with pytest.raises(ValueError, match="is random"):
+        CachedFrames(source, Compose([FRAMES, ChannelShift(2)]), tmp_path)
+
+
+@pytest.mark.skipif(not NMNIST_SMALL.is_dir(), reason=f"real N-MNIST subset not found at {NMNIST_SMALL}")
+def test_real_nmnist_test_split_round_trips_through_the_cache(tmp_path):
+    files = NMNISTFiles(NMNIST_SMALL, "test")
+    cached = CachedFrames(files, FRAMES, tmp_path, progress=False)
+    again = CachedFrames(files, FRAMES, tmp_path, progress=False)
+    assert cached.built and not again.built and len(again) == 100
+    assert torch.equal(again[99][0], torch.from_numpy(FRAMES(files[99][0])))
+    assert os.listdir(tmp_path) == [cached.path.name]

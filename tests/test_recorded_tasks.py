@@ -1,0 +1,102 @@
+"""N-MNIST and SHD as tasks: fixture files in the native formats through the CLI, and the real
+recordings beside the project (skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spiking_maelstrom import load_task, network_config_for
+from spiking_maelstrom.cli import main
+from spiking_maelstrom.data.events import nmnist_events, shd_events
+from spiking_maelstrom.data.nmnist import write_nmnist_bin
+from spiking_maelstrom.data.shd import write_shd_h5
+
+from .conftest import SHARED_DATA
+
+
+def _nmnist_fixture(root, per_class=2):
+    rng = np.random.default_rng(0)
+    for folder in ("Train", "Test"):
+        for label in range(10):
+            for n in range(per_class):
+                count = 200
+                t = np.sort(rng.integers(0, 40_000, count))
+                events = nmnist_events(
+                    rng.integers(0, 34, count), rng.integers(0, 34, count), rng.integers(0, 2, count), t
+                )
+                write_nmnist_bin(root / folder / str(label) / f"{n:05d}.bin", events)
+    return root
+
+
+def _shd_fixture(root, n_classes=4, per_class=3):
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        samples = [
+            shd_events(np.sort(rng.uniform(0, 0.2, 300)), rng.integers(0, 700, 300))
+            for _ in range(n_classes * per_class)
+        ]
+        labels = [i % n_classes for i in range(len(samples))]
+        write_shd_h5(root / f"shd_{split}.h5", samples, labels, [0] * len(samples), [f"w{i}" for i in range(n_classes)])
+    return root
+
+
+def test_nmnist_fixture_trains_through_the_cli(tmp_path):
+    data = _nmnist_fixture(tmp_path / "nmnist")
+    run = tmp_path / "run"
+    args = [
+        "train",
+        "--dataset",
+        "nmnist",
+        "--data-dir",
+        str(data),
+        "--task-option",
+        "n_steps=8",
+        "--task-option",
+        f'cache_dir="{tmp_path / "cache"}"',
+        "--epochs",
+        "1",
+        "--neurons",
+        "40",
+        "--encoder-rule",
+        "local",
+        "--out",
+        str(run),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["network"]["encoder"] == "conv" and config["network"]["input_shape"] == [2, 34, 34]
+    assert config["network"]["maelstrom"]["dt"] == pytest.approx(5e-3)
+    assert json.loads((run / "metrics.json").read_text())["test_samples"] == 20
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+
+
+def test_shd_class_count_comes_from_the_file_and_time_constants_scale_with_dt(tmp_path):
+    data = _shd_fixture(tmp_path / "shd")
+    task = load_task("shd", data, n_steps=20, dt_ms=10.0, cache_dir=tmp_path / "cache", progress=False)
+    assert task.n_classes == 4 and task.input_shape == (700,) and task.mask.shape == (20,)
+    config = network_config_for(task)
+    assert config.maelstrom.dt == pytest.approx(0.01)
+    assert config.maelstrom.tau_syn[0] == pytest.approx(0.03) and config.trace_tau == pytest.approx(0.5)
+    assert config.encoder_hidden == (128,)
+
+
+def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):
+    assert main(["train", "--dataset", "shd", "--data-dir", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "shd_train.h5" in err and str(tmp_path) in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real recordings not found at {SHARED_DATA}")
+def test_real_recordings_load_as_tasks(tmp_path):
+    nmnist = load_task("nmnist", SHARED_DATA / "nmnist-small", cache_dir=tmp_path, progress=False)
+    assert (len(nmnist.train), len(nmnist.test)) == (1000, 100) and nmnist.input_shape == (2, 34, 34)
+    frames, label = nmnist.test[0]
+    assert frames.shape == (64, 2, 34, 34) and frames.sum() > 500 and 0 <= label < 10
+    shd = load_task("shd", SHARED_DATA / "fsdd-shd", cache_dir=tmp_path, progress=False)
+    assert (len(shd.train), len(shd.test), shd.n_classes) == (2250, 250, 10)

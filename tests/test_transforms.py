@@ -1,0 +1,146 @@
+"""Transforms: binning by time and by count, pooling, polarity, augmentations, configuration keys."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spiking_maelstrom.data.events import nmnist_events, shd_events
+from spiking_maelstrom.data.transforms import (
+    ChannelBin,
+    ChannelShift,
+    Compose,
+    Downsample,
+    MergePolarity,
+    TimeJitter,
+    ToFrames,
+    ToFramesByCount,
+)
+
+from .test_nmnist import random_nmnist
+from .test_shd import random_shd
+
+NMNIST = (2, 34, 34)
+
+
+def reference_frames(events: np.ndarray, dt: float, n_steps: int) -> np.ndarray:
+    """The obvious per-event loop, to check the vectorised binning against."""
+    frames = np.zeros((n_steps, *NMNIST), dtype=np.float32)
+    for x, y, p, t in events[["x", "y", "p", "t"]].tolist():
+        if t // dt < n_steps:
+            frames[int(t // dt), p, y, x] += 1
+    return frames
+
+
+def test_to_frames_matches_a_per_event_loop_and_crops():
+    events = random_nmnist(np.random.default_rng(0), 2000)
+    frames = ToFrames(dt=10_000, n_steps=20, sensor_size=NMNIST)(events)
+    assert frames.shape == (20, 2, 34, 34) and frames.dtype == np.float32
+    assert np.array_equal(frames, reference_frames(events, 10_000, 20))
+    assert frames.sum() == np.count_nonzero(events["t"] < 200_000) < len(events)
+
+
+def test_to_frames_pads_short_samples_with_zeros():
+    events = shd_events(np.array([0.0, 0.0015, 0.0099]), np.array([3, 3, 699]))
+    frames = ToFrames(dt=1e-3, n_steps=50, sensor_size=(700,))(events)
+    assert frames.shape == (50, 700) and frames.sum() == 3
+    assert frames[0, 3] == 1 and frames[1, 3] == 1 and frames[9, 699] == 1 and not frames[10:].any()
+
+
+def test_sensor_size_that_does_not_fit_is_a_clear_error():
+    events = random_nmnist(np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"ToFrames: event y in 0\.\.\d+ does not fit sensor_size \(2, 17, 17\)"):
+        ToFrames(1000, 10, (2, 17, 17))(events)
+    with pytest.raises(ValueError, match="sensor_size"):
+        ToFrames(1000, 10, (34, 34))(events)
+
+
+def test_frames_by_event_count():
+    events = shd_events(np.linspace(0, 1, 10), np.arange(10))
+    frames = ToFramesByCount(events_per_frame=3, n_steps=5, sensor_size=(700,))(events)
+    assert frames.sum(1).tolist() == [3, 3, 3, 1, 0]
+    assert ToFramesByCount(3, 2, (700,))(events).sum() == 6
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_pooling_events_equals_pooling_frames(as_tensor):
+    events = random_nmnist(np.random.default_rng(1), 3000)
+    frames = ToFrames(10_000, 30, NMNIST)(events)
+    dense = torch.from_numpy(frames) if as_tensor else frames
+    for factor, size in ((2, 17), (4, 9)):
+        pooled = Downsample(factor)(dense)
+        assert isinstance(pooled, torch.Tensor) == as_tensor and tuple(pooled.shape) == (30, 2, size, size)
+        via_events = Compose([Downsample(factor), ToFrames(10_000, 30, (2, size, size))])(events)
+        assert np.array_equal(np.asarray(pooled), via_events)
+    merged = MergePolarity()(dense)
+    assert tuple(merged.shape) == (30, 1, 34, 34)
+    assert np.array_equal(np.asarray(merged), Compose([MergePolarity(), ToFrames(10_000, 30, (1, 34, 34))])(events))
+
+
+def test_channel_bin_sums_adjacent_units():
+    events = random_shd(np.random.default_rng(2), 5000)
+    frames = ToFrames(0.01, 140, (700,))(events)
+    for k, size in ((10, 70), (3, 234)):
+        binned = ChannelBin(k)(frames)
+        assert binned.shape == (140, size) and binned.sum() == frames.sum()
+        assert np.array_equal(binned, Compose([ChannelBin(k), ToFrames(0.01, 140, (size,))])(events))
+    assert np.array_equal(ChannelBin(10)(frames)[:, 0], frames[:, :10].sum(1))
+
+
+def test_time_jitter_is_reproducible_and_keeps_events():
+    events = random_nmnist(np.random.default_rng(3), 500)
+    a, b = TimeJitter(std=1000.0, seed=7), TimeJitter(std=1000.0, seed=7)
+    first, again = a(events), b(events)
+    assert np.array_equal(first, again) and not np.array_equal(a(events), first)  # same seed, fresh draws
+    assert len(first) == len(events) and np.all(np.diff(first["t"]) >= 0)
+    assert np.abs(np.sort(first["t"]) - np.sort(events["t"])).max() < 10_000
+    shd = TimeJitter(std=1e-3, seed=0)(random_shd(np.random.default_rng(0)))
+    assert shd["t"].dtype == np.float64
+
+
+def test_time_jitter_on_frames_moves_counts():
+    frames = torch.zeros(100, 700)
+    frames[50, [3, 4, 5]] = torch.tensor([2.0, 1.0, 4.0])
+    moved = TimeJitter(std=2.0, seed=0)(frames)
+    assert isinstance(moved, torch.Tensor) and moved.dtype == torch.float32
+    assert torch.equal(moved.sum(0), frames.sum(0)) and not torch.equal(moved, frames)
+    assert moved[:40].sum() == 0 and moved[61:].sum() == 0
+    with pytest.raises(ValueError, match="counts"):
+        TimeJitter(1.0)(frames / 3)
+
+
+def test_channel_shift_moves_whole_frames_without_wrapping():
+    frames = np.zeros((5, 700), dtype=np.float32)
+    frames[:, 10] = 1
+    shift = ChannelShift(max_shift=4, seed=1)
+    shifted = [np.flatnonzero(shift(frames)[0]) for _ in range(20)]
+    assert all(len(s) == 1 and 6 <= s[0] <= 14 for s in shifted) and len({s[0] for s in shifted}) > 1
+    edge = np.zeros((1, 2, 34, 34), dtype=np.float32)
+    edge[0, :, 0, 0] = 1
+    assert ChannelShift(3, seed=0)(edge).sum() <= 2
+    assert np.array_equal(ChannelShift(0)(torch.from_numpy(edge)).numpy(), edge)
+    with pytest.raises(TypeError, match="dense frames"):
+        ChannelShift(2)(random_nmnist(np.random.default_rng(0)))
+
+
+def test_keys_are_json_and_follow_the_configuration():
+    a = Compose([Downsample(2), ToFrames(1000, 300, (2, 17, 17))])
+    assert a.key() == {
+        "name": "Compose",
+        "transforms": [
+            {"name": "Downsample", "factor": 2},
+            {"name": "ToFrames", "dt": 1000.0, "n_steps": 300, "sensor_size": (2, 17, 17)},
+        ],
+    }
+    assert json.dumps(a.key()) == json.dumps(Compose([Downsample(2), ToFrames(1000.0, 300, [2, 17, 17])]).key())
+    assert a.key() != Compose([Downsample(2), ToFrames(1000, 301, (2, 17, 17))]).key()
+    assert not a.random and TimeJitter(1.0).random and Compose([a, ChannelShift(1)]).random
+
+
+def test_transforms_accept_an_empty_event_array():
+    events = nmnist_events(*(np.zeros(0, dtype=int),) * 4)
+    assert ToFrames(1000, 3, NMNIST)(events).sum() == 0
+    assert len(TimeJitter(1.0)(events)) == 0
