@@ -83,7 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--spectral-radius", type=float, default=MaelstromConfig.spectral_radius)
     train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     train.add_argument("--lr", type=float, default=TrainConfig.lr, help="readout learning rate")
-    train.add_argument("--encoder-lr", type=float, default=TrainConfig.encoder_lr)
+    train.add_argument(
+        "--encoder-lr",
+        type=float,
+        help=f"encoder learning rate (default: the data set's, else {TrainConfig.encoder_lr})",
+    )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     train.add_argument("--seed", type=int, default=0, help="seed of the maelstrom, initial weights and shuffling")
@@ -151,11 +155,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     else:
         task = _load_task(args.dataset, args.data_dir, _task_options(args.task_option), progress)
         network = build_network(_network_config(args, task), device=device)
+        encoder_lr = task.train_defaults.get("encoder_lr", TrainConfig.encoder_lr)
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
-            encoder_lr=args.encoder_lr,
+            encoder_lr=args.encoder_lr if args.encoder_lr is not None else encoder_lr,
             window=args.window,
             encoder_rule=args.encoder_rule,
             seed=args.seed,
