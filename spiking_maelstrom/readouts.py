@@ -48,6 +48,19 @@ class LinearReadout(nn.Sequential):
     def __init__(self, n_features: int, n_classes: int) -> None:
         super().__init__(FeatureNorm(n_features), nn.Linear(n_features, n_classes))
 
+    @torch.no_grad()
+    def load_ridge(self, ridge: RidgeReadout) -> None:
+        """Start from a fitted ridge solution: the normalisation takes the ridge data's moments and
+        the affine map is re-expressed on the normalised features (same outputs as ``ridge``)."""
+        norm, linear = self[0], self[1]
+        mean, var = ridge.feature_moments()
+        norm.mean.copy_(mean)
+        norm.var.copy_(var)
+        norm.initialised.fill_(True)
+        scale = torch.sqrt(norm.var + norm.eps)
+        linear.weight.copy_(ridge.weight * scale)
+        linear.bias.copy_(ridge.bias + ridge.weight @ norm.mean)
+
 
 class MLPReadout(nn.Sequential):
     """Standardised features, ReLU hidden layers, then an affine map to class scores, every step."""
@@ -106,6 +119,14 @@ class RidgeReadout(nn.Module):
         self._sum_y += (y * w[:, None]).sum(0)
         self._xx += xw.T @ x
         self._xy += xw.T @ y
+
+    def feature_moments(self) -> tuple[Tensor, Tensor]:
+        """Mean and variance of the accumulated features (in the readout's dtype)."""
+        if self._count <= 0:
+            raise RuntimeError("no data accumulated")
+        mean = self._sum_x / self._count
+        var = (torch.diagonal(self._xx) / self._count - mean**2).clamp_min(0)
+        return mean.to(self.weight.dtype), var.to(self.weight.dtype)
 
     @torch.no_grad()
     def solve(self) -> None:

@@ -15,12 +15,14 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
-from .readouts import RidgeReadout
+from .readouts import LinearReadout, RidgeReadout
 
 
 @dataclass
 class TrainConfig:
-    """How to train: ``window`` is the number of steps per backward pass (see ``learning``)."""
+    """How to train: ``window`` is the number of steps per backward pass (see ``learning``);
+    ``readout_init="ridge"`` starts a linear readout from the closed-form ridge fit on the
+    untrained network (one extra pass), so training refines the classic LSM solution."""
 
     epochs: int = 4
     batch_size: int = 32
@@ -29,10 +31,13 @@ class TrainConfig:
     weight_decay: float = 0.0
     window: int = 25
     encoder_rule: str = "dfa"
+    readout_init: str = "random"
     val_fraction: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.readout_init not in ("random", "ridge"):
+            raise ValueError(f"unknown readout_init {self.readout_init!r}: use 'random' or 'ridge'")
         if self.encoder_rule not in RULES:
             raise ValueError(f"unknown encoder rule {self.encoder_rule!r}: choose one of {', '.join(RULES)}")
         if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.encoder_lr <= 0 or self.window < 1:
@@ -88,7 +93,7 @@ class Trainer:
         start = time.perf_counter()
         self.network.train()
         if self.ridge:
-            self._fit_ridge()
+            self._fit_ridge(self.network.readout)
             loss, accuracy = float("nan"), None
         else:
             total, correct, samples = 0.0, 0, 0
@@ -114,8 +119,8 @@ class Trainer:
         self.history.append(record)
         return record
 
-    def _fit_ridge(self) -> None:
-        readout = self.network.readout
+    @torch.no_grad()
+    def _fit_ridge(self, readout: RidgeReadout) -> None:
         readout.reset_statistics()
         for x, y in self._bar(self._loader(self.train_set, shuffle=False), "ridge fit"):
             x, y = x.to(self.device), y.to(self.device)
@@ -123,9 +128,19 @@ class Trainer:
             readout.accumulate(out.features, y[:, None], self.mask.expand(x.shape[:2]))
         readout.solve()
 
+    def _init_readout_by_ridge(self) -> None:
+        readout = self.network.readout
+        if not isinstance(readout, LinearReadout):
+            raise ValueError("readout_init='ridge' needs the linear readout")
+        ridge = RidgeReadout(self.network.n_features, self.network.n_classes, self.network.config.ridge_alpha)
+        self._fit_ridge(ridge.to(self.device))
+        readout.load_ridge(ridge)
+
     def fit(self, checkpoint: str | Path | None = None) -> list[dict[str, Any]]:
         """Train up to ``config.epochs`` (continuing a resumed run), checkpointing every epoch."""
         epochs = 1 if self.ridge else self.config.epochs
+        if self.epoch == 0 and self.config.readout_init == "ridge" and not self.ridge:
+            self._init_readout_by_ridge()
         while self.epoch < epochs:
             record = self.train_epoch()
             if self.progress:

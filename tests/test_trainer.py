@@ -86,3 +86,15 @@ def test_ridge_readout_is_fitted_in_closed_form(tiny_task):
     assert trainer.history[0]["train_accuracy"] > 0.5
     with pytest.raises(ValueError, match="ridge"):
         _trainer(tiny_task, rule="dfa", rule_feedback=False, readout="ridge")
+
+
+def test_ridge_initialised_linear_readout_reproduces_the_ridge_fit(tiny_task):
+    ridge = _trainer(tiny_task, rule="frozen", rule_feedback=False, readout="ridge")
+    ridge.fit()
+    linear = _trainer(tiny_task, epochs=0, rule="frozen", rule_feedback=False)
+    linear.config.readout_init = "ridge"
+    linear.fit()
+    x = torch.stack([tiny_task.test[i][0] for i in range(6)])
+    assert torch.allclose(linear.network(x).logits, ridge.network(x).logits, atol=1e-4)
+    with pytest.raises(ValueError, match="readout_init"):
+        TrainConfig(readout_init="zeros")
