@@ -17,6 +17,8 @@ from .connectivity import draw_connectivity
 from .device import resolve_device
 from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
 
+BACKENDS = ("auto", "dense", "event")
+
 DEFAULT_PROBABILITIES = {
     # Sparse random network; every pathway 10 %.
     "random": {"EE": 0.1, "EI": 0.1, "IE": 0.1, "II": 0.1},
@@ -99,8 +101,10 @@ class Maelstrom(nn.Module):
         config: MaelstromConfig | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        self.backend = backend
         self.config = config = config or MaelstromConfig()
         generator = torch.Generator().manual_seed(config.seed)
         conn = draw_connectivity(
@@ -125,6 +129,28 @@ class Maelstrom(nn.Module):
         self.register_buffer("tau_syn", tau_syn.to(**as_buffer))
         self.register_buffer("beta", euler_decay(tau_mem, config.dt).to(**as_buffer))
         self.register_buffer("alpha", euler_decay(tau_syn, config.dt).to(**as_buffer))
+        # W^T, rows = presynaptic neurons: the event path gathers the rows of the neurons that spiked.
+        self.register_buffer("weight_t", self.weight.T.contiguous(), persistent=False)
+        self.register_load_state_dict_post_hook(Maelstrom._sync_weight_t)
+
+    @staticmethod
+    def _sync_weight_t(module: Maelstrom, _incompatible: object) -> None:
+        with torch.no_grad():
+            module.weight_t.copy_(module.weight.T)
+
+    @property
+    def backend(self) -> str:
+        """How the recurrent input is computed: ``dense`` (one matmul with all of W), ``event``
+        (only the rows of W^T of neurons that spiked in the batch: cost follows the spikes), or
+        ``auto`` (event on the CPU while fewer than a quarter of the neurons spiked, else dense;
+        always dense on CUDA, where a data-dependent gather would stall the stream)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value not in BACKENDS:
+            raise ValueError(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}")
+        self._backend = value
 
     @property
     def n_neurons(self) -> int:
@@ -156,9 +182,19 @@ class Maelstrom(nn.Module):
                 f"input current has {current.shape[-1]} channels; the maelstrom has {self.n_neurons} neurons"
             )
         if self.config.recurrent:
-            current = torch.addmm(current, state.z, self.weight.T)
+            current = self._add_recurrent(current, state.z)
         c = self.config
         return cuba_lif_step(current, state, self.beta, self.alpha, c.v_threshold, c.v_reset, c.v_leak)
+
+    def _add_recurrent(self, current: Tensor, z: Tensor) -> Tensor:
+        if self._backend == "dense" or (self._backend == "auto" and z.is_cuda):
+            return torch.addmm(current, z, self.weight_t)
+        active = z.any(0).nonzero().squeeze(1)
+        if self._backend == "auto" and 4 * active.numel() > self.n_neurons:
+            return torch.addmm(current, z, self.weight_t)
+        if active.numel() == 0:
+            return current
+        return torch.addmm(current, z.index_select(1, active), self.weight_t.index_select(0, active))
 
     @torch.no_grad()
     def run(

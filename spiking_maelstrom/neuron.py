@@ -6,14 +6,18 @@ The cell follows NIR's ``CubaLIF`` with forward-Euler integration at step ``dt``
     tau_mem * dv/dt = (v_leak - v) + i    (r = 1)
     spike when v > v_threshold, then v <- v_reset   (hard threshold, no surrogate)
 
-One step, in the order Norse uses (so a Norse import reproduces it):
-the membrane integrates the *previous* current, spikes and resets, then the current decays
-and receives this step's input. With ``beta = 1 - dt/tau_mem`` and ``alpha = 1 - dt/tau_syn``::
+One step, in the order Norse 1.1 uses in ``lif_feed_forward_step`` and ``lif_step`` (so Norse
+runs the same dynamics): the current decays and takes this step's input, then the membrane
+integrates that current, spikes and resets. With ``beta = 1 - dt/tau_mem`` and
+``alpha = 1 - dt/tau_syn``::
 
+    i   = alpha * i + input
     v'  = beta * v + (1 - beta) * (v_leak + i)
     z   = v' > v_threshold
     v   = v_reset where z else v'
-    i   = alpha * i + input
+
+(Norse stores the current already decayed for the next step; the spikes are the same.) An input
+reaches the membrane in the same step; a spike reaches its targets' membranes one step later.
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ def cuba_lif_step(
     v_leak: Tensor | float,
 ) -> CubaLIFState:
     """Advance a CubaLIF population by one step; returns the new state (spikes in ``.z``)."""
-    v = beta * state.v + (1.0 - beta) * (v_leak + state.i)
+    i = alpha * state.i + input_current
+    v = beta * state.v + (1.0 - beta) * (v_leak + i)
     spiked = v > v_threshold
     z = spiked.to(v.dtype)
     v = torch.where(spiked, torch.as_tensor(v_reset, dtype=v.dtype, device=v.device), v)
-    i = alpha * state.i + input_current
     return CubaLIFState(v=v, i=i, z=z)
 
 

@@ -16,10 +16,10 @@ def test_cuba_lif_step_follows_forward_euler():
     state = CubaLIFState(v=torch.tensor([[0.5, 0.95]]), i=torch.tensor([[0.2, 2.0]]), z=torch.zeros(1, 2))
     beta, alpha = torch.tensor([0.9, 0.9]), torch.tensor([0.8, 0.8])
     new = cuba_lif_step(torch.tensor([[1.0, 0.0]]), state, beta, alpha, 1.0, 0.0, 0.0)
-    # neuron 0: v = 0.9*0.5 + 0.1*0.2 = 0.47, no spike; i = 0.8*0.2 + 1 = 1.16
-    # neuron 1: v = 0.9*0.95 + 0.1*2.0 = 1.055 > 1 -> spike and reset to 0; i = 1.6
-    assert torch.allclose(new.v, torch.tensor([[0.47, 0.0]]))
+    # neuron 0: i = 0.8*0.2 + 1 = 1.16; v = 0.9*0.5 + 0.1*1.16 = 0.566, no spike
+    # neuron 1: i = 0.8*2.0 = 1.6; v = 0.9*0.95 + 0.1*1.6 = 1.015 > 1 -> spike and reset to 0
     assert torch.allclose(new.i, torch.tensor([[1.16, 1.6]]))
+    assert torch.allclose(new.v, torch.tensor([[0.566, 0.0]]))
     assert new.z.tolist() == [[0.0, 1.0]]
 
 
@@ -144,3 +144,25 @@ def test_bad_input_shapes_are_named():
         Maelstrom(MaelstromConfig(n_neurons=40, connection_probability={"EE": 2, "EI": 0, "IE": 0, "II": 0}))
     with pytest.raises(ValueError, match="unknown topology"):
         Maelstrom(MaelstromConfig(n_neurons=40, topology="ring"))
+
+
+@pytest.mark.parametrize("rate", [0.3, 1.5])
+def test_event_and_dense_backends_give_the_same_spikes_in_float64(rate):
+    config = MaelstromConfig(n_neurons=200, seed=4)
+    currents = rate * torch.rand(3, 60, 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    spikes = {}
+    for backend in ("dense", "event", "auto"):
+        m = Maelstrom(config, dtype=torch.float64, backend=backend)
+        spikes[backend] = m.run(currents)[0]
+    assert spikes["dense"].sum() > 0
+    assert torch.equal(spikes["dense"], spikes["event"]) and torch.equal(spikes["dense"], spikes["auto"])
+    with pytest.raises(ValueError, match="unknown backend 'csr'"):
+        Maelstrom(config, backend="csr")
+
+
+def test_loading_weights_keeps_the_event_path_in_step():
+    a = Maelstrom(MaelstromConfig(n_neurons=50, seed=1), backend="event")
+    b = Maelstrom(MaelstromConfig(n_neurons=50, seed=2), backend="event")
+    b.load_state_dict(a.state_dict())
+    currents = 2 * torch.rand(2, 30, 50, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.run(currents)[0], b.run(currents)[0])
