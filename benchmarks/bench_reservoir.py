@@ -143,10 +143,6 @@ def main() -> None:
             f"| {r['neurons']} | {r['impl']} | {r['seconds']:.3f} | {vs_norse} | {plain_s / r['seconds']:.2f} | "
             f"{r['neuron_updates_per_s']:.3g} | {r['rate_hz']:.1f} | {r['spikes_differing']} of {r['spikes']} |"
         )
-    print(
-        "* Norse's recurrent cell adds the input before the membrane update (one step less synaptic delay):"
-        " its spikes are not expected to match; its time is shown for reference."
-    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
