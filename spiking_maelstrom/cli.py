@@ -29,6 +29,15 @@ class CLIError(Exception):
     """An error reported to the user in one line."""
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show or the help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []) or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _task_options(pairs: list[str]) -> dict[str, Any]:
     options = {}
     for pair in pairs:
@@ -50,8 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spiking-maelstrom {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a network and write a run directory")
-    train.add_argument("--dataset", default="randman", choices=TASKS, help="task (default: randman, embedded)")
+    train = sub.add_parser(
+        "train",
+        help="train a network and write a run directory",
+        formatter_class=_HelpWithDefaults,
+    )
+    train.add_argument(
+        "--dataset", default="randman", choices=TASKS, help="task (randman and randman-memory are embedded)"
+    )
     train.add_argument("--data-dir", type=Path, help="data root for recorded data sets (unused by embedded tasks)")
     train.add_argument(
         "--task-option",
@@ -60,18 +75,18 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="task option, e.g. delay_steps=20 or manifold_dim=2 (repeatable)",
     )
-    train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    train.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="training epochs")
     train.add_argument("--neurons", type=int, default=MaelstromConfig.n_neurons, help="maelstrom size")
     train.add_argument(
         "--encoder-rule",
         default="dfa",
         choices=RULES,
-        help="credit for the encoder: frozen (classic LSM), dfa, local (default: dfa)",
+        help="credit for the encoder: frozen (classic LSM), dfa, local",
     )
     train.add_argument(
         "--encoder", choices=ENCODERS, help="input network (default: the data set's: conv for nmnist, mlp otherwise)"
     )
-    train.add_argument("--readout", default="linear", choices=READOUTS, help="output network (default: linear)")
+    train.add_argument("--readout", default="linear", choices=READOUTS, help="output network")
     train.add_argument("--no-feedback", action="store_true", help="no top-down feedback into the encoder")
     train.add_argument("--no-recurrence", action="store_true", help="switch the maelstrom's recurrence off")
     train.add_argument(
@@ -80,8 +95,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=("random", "distance"),
         help="sparse random or distance-dependent 3-D column connectivity",
     )
-    train.add_argument("--spectral-radius", type=float, default=MaelstromConfig.spectral_radius)
-    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    train.add_argument(
+        "--spectral-radius",
+        type=float,
+        default=MaelstromConfig.spectral_radius,
+        help="of the recurrent weights, in thresholds per spike",
+    )
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="samples per update")
     train.add_argument("--lr", type=float, default=TrainConfig.lr, help="readout learning rate")
     train.add_argument(
         "--encoder-lr",
@@ -89,13 +109,17 @@ def _parser() -> argparse.ArgumentParser:
         help=f"encoder learning rate (default: the data set's, else {TrainConfig.encoder_lr})",
     )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
-    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, default=0, help="seed of the maelstrom, initial weights and shuffling")
-    train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (default: runs/latest)")
+    train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory")
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    evaluate = sub.add_parser("evaluate", help="score a trained run on a data set's test split")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score a trained run on a data set's test split",
+        formatter_class=_HelpWithDefaults,
+    )
     evaluate.add_argument("run_dir", type=Path, help="run directory (or checkpoint file) written by train")
     evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
