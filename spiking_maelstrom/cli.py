@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
     evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
-    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return parser
 
 
