@@ -61,7 +61,7 @@ def norse_model(m: Maelstrom, w_in: torch.Tensor) -> Callable[[torch.Tensor], to
         v_th=torch.tensor(c.v_threshold),
         v_reset=torch.tensor(c.v_reset),
     )
-    model = LIFRecurrent(w_in.shape[1], m.n_neurons, p=p, dt=m.dt, autapses=True).to(w_in.device)
+    model = LIFRecurrent(w_in.shape[1], m.n_neurons, p=p, dt=m.dt, autapses=True).to(w_in.device, w_in.dtype)
     with torch.no_grad():
         model.input_weights.copy_(w_in)
         model.recurrent_weights.copy_(m.weight)
@@ -88,16 +88,25 @@ def main() -> None:
     parser.add_argument("--inputs", type=int, default=700)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="float64 makes the spike comparison exact (float32 sums in different orders)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
-    x = _inputs(args.batch, args.steps, args.inputs, device)
+    dtype = getattr(torch, args.dtype)
+    x = _inputs(args.batch, args.steps, args.inputs, device).to(dtype)
     rows = []
     for n in args.neurons:
         config = MaelstromConfig(n_neurons=n, seed=0, radius_method="circular-law")
-        w_in = _input_weights(n, args.inputs, device)
-        m = Maelstrom(config, device)
-        runs = {f"ours-{b}": partial(ours, Maelstrom(config, device, backend=b), w_in) for b in ("dense", "event")}
+        w_in = _input_weights(n, args.inputs, device).to(dtype)
+        m = Maelstrom(config, device, dtype)
+        runs = {
+            f"ours-{b}": partial(ours, Maelstrom(config, device, dtype, backend=b), w_in) for b in ("dense", "event")
+        }
         runs["plain-loop"] = partial(plain_loop, m, w_in)
         try:
             runs["norse"] = norse_model(m, w_in)
@@ -120,7 +129,7 @@ def main() -> None:
             )
     base = {(r["neurons"], r["impl"]): r["seconds"] for r in rows}
     print(
-        f"device {device}, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, 10 % recurrence, "
+        f"device {device}, {args.dtype}, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, 10 % recurrence, "
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     header = (
