@@ -129,7 +129,8 @@ def main() -> None:
             )
     base = {(r["neurons"], r["impl"]): r["seconds"] for r in rows}
     print(
-        f"device {device}, {args.dtype}, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, 10 % recurrence, "
+        f"device {device}, {args.dtype}, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, "
+        f"10 % recurrence, "
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     header = (
