@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         out / "config.json",
         {
             "network": trainer.network.config.to_dict(),
-            "training": trainer.state()["train_config"],
+            "training": asdict(trainer.config),
             "task": {"name": task.name, "options": task.options},
             "device": str(device),
             "version": __version__,
