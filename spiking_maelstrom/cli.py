@@ -1,4 +1,4 @@
-"""The ``maelstrom`` command line: train and evaluate Maelstrom networks."""
+"""The ``maelstrom`` command line: train, evaluate and export Maelstrom networks."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from . import __version__
 from .checkpoint import load_checkpoint
 from .data import TASKS, load_task
 from .device import resolve_device
+from .export.netx import write_netx
+from .export.nir import OUTPUTS, save_nir
+from .export.quantize import SCALINGS, quantize
+from .export.targets import available_targets, load_target
 from .files import write_json
 from .learning import RULES
 from .maelstrom import MaelstromConfig
-from .network import ENCODERS, READOUTS, NetworkConfig, build_network, network_config_for
+from .network import ENCODERS, FEATURES, READOUTS, NetworkConfig, build_network, network_config_for
 from .plots import plot_accuracy, plot_raster
 from .trainer import TrainConfig, Trainer, evaluate_network, load_network
 
@@ -116,6 +120,23 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    train.add_argument(
+        "--features",
+        nargs="+",
+        default=list(NetworkConfig.__dataclass_fields__["features"].default),
+        choices=FEATURES,
+        help="maelstrom state the readout reads (NIR export reads trace and current)",
+    )
+    for name in ("tau_mem", "tau_syn"):
+        train.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=float,
+            nargs=2,
+            metavar=("LOW", "HIGH"),
+            help=f"{name} range in seconds (default: {getattr(MaelstromConfig, name)} scaled to the data set's step; "
+            "equal bounds give one value for all neurons, which Loihi 2 needs)",
+        )
+
     evaluate = sub.add_parser(
         "evaluate",
         help="score a trained run on a data set's test split",
@@ -126,6 +147,25 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
     evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    export = sub.add_parser(
+        "export",
+        help="quantise a trained run for a hardware target, check its limits, and write NIR or netx HDF5",
+        formatter_class=_HelpWithDefaults,
+    )
+    export.add_argument("run_dir", type=Path, help="run directory (or checkpoint file) written by train")
+    export.add_argument("--format", required=True, choices=("nir", "netx"), help="file format")
+    export.add_argument(
+        "--target", default="float", help=f"hardware target: {', '.join(available_targets())}, or a .toml path"
+    )
+    export.add_argument("-o", "--out", type=Path, required=True, help="file to write")
+    export.add_argument("--scaling", choices=SCALINGS, help="weight scale sharing (default: the target's)")
+    export.add_argument(
+        "--output", default="scores", choices=OUTPUTS, help="NIR: the readout's scores, or the maelstrom's spikes"
+    )
+    export.add_argument(
+        "--drop-feedback", action="store_true", help="leave the feedback out (the uniform prior replaces it)"
+    )
     return parser
 
 
@@ -140,6 +180,10 @@ def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
     network = dict(readout=args.readout, feedback=not (args.no_feedback or args.readout == "ridge"), seed=args.seed)
     if args.encoder is not None:
         network["encoder"] = args.encoder
+    for name in ("tau_mem", "tau_syn"):
+        if getattr(args, name) is not None:
+            maelstrom[name] = tuple(getattr(args, name))
+    network["features"] = tuple(args.features)
     return network_config_for(task, maelstrom, **network)
 
 
@@ -245,11 +289,15 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    path: Path = args.run_dir
+def _checkpoint_path(path: Path) -> Path:
     checkpoint = path / CHECKPOINT if path.is_dir() else path
     if not checkpoint.is_file():
         raise CLIError(f"{path} holds no {CHECKPOINT}: pass a run directory written by 'maelstrom train'")
+    return checkpoint
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    checkpoint = _checkpoint_path(args.run_dir)
     payload = load_checkpoint(checkpoint)
     device = resolve_device(args.device)
     name = args.dataset or payload["task"]["name"]
@@ -270,10 +318,26 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    target = load_target(args.target)
+    if args.format not in target.formats:
+        raise CLIError(f"{target.name} takes {', '.join(target.formats)}, not {args.format}")
+    network = load_network(_checkpoint_path(args.run_dir))
+    mapping = quantize(network, target, args.scaling, args.drop_feedback)
+    if args.format == "netx":
+        write_netx(mapping, args.out)
+    else:
+        plain = network if not target.integer else mapping.dequantized(network)
+        save_nir(plain, args.out, output=args.output, drop_feedback=args.drop_feedback)
+    result = {"file": str(args.out), "format": args.format, "target": target.name, **mapping.summary()}
+    print(json.dumps(result, indent=2))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+        {"train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"maelstrom: error: {err}", file=sys.stderr)
         return 2

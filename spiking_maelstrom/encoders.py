@@ -78,7 +78,7 @@ class MLPEncoder(Encoder):
 
     def forward(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
         self._check(x, feedback)
-        return self._head(self.body(x.flatten(1)), feedback)
+        return self._head(self.body(x.flatten(1).to(self.out.weight.dtype)), feedback)
 
 
 class ConvEncoder(Encoder):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -89,11 +89,44 @@ def _log_uniform(low: float, high: float, n: int, generator: torch.Generator) ->
     return torch.exp(math.log(low) + u * (math.log(high) - math.log(low)))
 
 
+class MaelstromParameters(NamedTuple):
+    """The frozen parameters: recurrent ``weight [post, pre]`` (in units of the threshold per spike),
+    the ``excitatory`` mask of presynaptic neurons, and per-neuron ``tau_mem`` and ``tau_syn`` (s)."""
+
+    weight: Tensor
+    excitatory: Tensor
+    tau_mem: Tensor
+    tau_syn: Tensor
+
+
+def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
+    """Draw a maelstrom's parameters (float64, on the CPU) from ``config`` and its seed."""
+    generator = torch.Generator().manual_seed(config.seed)
+    conn = draw_connectivity(
+        config.n_neurons,
+        excitatory_fraction=config.excitatory_fraction,
+        probabilities=config.probabilities(),
+        topology=config.topology,
+        length_scale=config.length_scale,
+        weight_spread=config.weight_spread,
+        inhibitory_scale=config.inhibitory_scale,
+        radius=config.spectral_radius,
+        radius_method=config.radius_method,
+        generator=generator,
+    )
+    tau_mem = _log_uniform(*config.tau_mem, config.n_neurons, generator)
+    tau_syn = _log_uniform(*config.tau_syn, config.n_neurons, generator)
+    return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn)
+
+
 class Maelstrom(nn.Module):
     """A frozen CubaLIF reservoir with Dale's law and sparse random recurrence.
 
     >>> m = Maelstrom(MaelstromConfig(n_neurons=100, seed=1))
     >>> spikes, state = m.run(torch.rand(4, 20, 100))   # currents [batch, time, neurons]
+
+    ``parameters`` replaces the seeded draw (e.g. parameters read back from an export); the
+    config then supplies only the size, ``dt`` and the threshold, reset and leak potentials.
     """
 
     def __init__(
@@ -102,33 +135,30 @@ class Maelstrom(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         backend: str = "auto",
+        parameters: MaelstromParameters | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
         self.config = config = config or MaelstromConfig()
-        generator = torch.Generator().manual_seed(config.seed)
-        conn = draw_connectivity(
-            config.n_neurons,
-            excitatory_fraction=config.excitatory_fraction,
-            probabilities=config.probabilities(),
-            topology=config.topology,
-            length_scale=config.length_scale,
-            weight_spread=config.weight_spread,
-            inhibitory_scale=config.inhibitory_scale,
-            radius=config.spectral_radius,
-            radius_method=config.radius_method,
-            generator=generator,
-        )
-        tau_mem = _log_uniform(*config.tau_mem, config.n_neurons, generator)
-        tau_syn = _log_uniform(*config.tau_syn, config.n_neurons, generator)
+        if parameters is None:
+            parameters = draw_parameters(config)
+        n = config.n_neurons
+        for name, shape in (("weight", (n, n)), ("excitatory", (n,)), ("tau_mem", (n,)), ("tau_syn", (n,))):
+            got = tuple(getattr(parameters, name).shape)
+            if got != shape:
+                raise ValueError(f"maelstrom parameter {name} has shape {got}; n_neurons={n} needs {shape}")
         device = resolve_device(device)
         as_buffer = dict(device=device, dtype=dtype)
-        self.register_buffer("weight", conn.weight.to(**as_buffer))
-        self.register_buffer("excitatory", conn.excitatory.to(device))
-        self.register_buffer("tau_mem", tau_mem.to(**as_buffer))
-        self.register_buffer("tau_syn", tau_syn.to(**as_buffer))
-        self.register_buffer("beta", euler_decay(tau_mem, config.dt).to(**as_buffer))
-        self.register_buffer("alpha", euler_decay(tau_syn, config.dt).to(**as_buffer))
+        tau_mem = parameters.tau_mem.to(**as_buffer)
+        tau_syn = parameters.tau_syn.to(**as_buffer)
+        self.register_buffer("weight", parameters.weight.to(**as_buffer))
+        self.register_buffer("excitatory", parameters.excitatory.to(device=device, dtype=torch.bool))
+        self.register_buffer("tau_mem", tau_mem)
+        self.register_buffer("tau_syn", tau_syn)
+        # Decays come from the stored time constants (not the float64 draw), so a maelstrom rebuilt
+        # from exported time constants steps bit for bit like this one.
+        self.register_buffer("beta", euler_decay(tau_mem.double(), config.dt).to(**as_buffer))
+        self.register_buffer("alpha", euler_decay(tau_syn.double(), config.dt).to(**as_buffer))
         # W^T, rows = presynaptic neurons: the event path gathers the rows of the neurons that spiked.
         self.register_buffer("weight_t", self.weight.T.contiguous(), persistent=False)
         self.register_load_state_dict_post_hook(Maelstrom._sync_weight_t)

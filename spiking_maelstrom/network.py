@@ -116,7 +116,11 @@ class MaelstromNetwork(nn.Module):
         self.n_classes = n_classes
         self.features = tuple(features)
         self.feedback = feedback
-        self.trace_decay = float(torch.exp(torch.tensor(-maelstrom.dt / trace_tau)))
+        if trace_tau <= maelstrom.dt:
+            raise ValueError(f"trace_tau={trace_tau} must exceed the maelstrom's dt={maelstrom.dt}")
+        self.trace_tau = trace_tau
+        # Forward-Euler like the neurons, so the trace is exactly a NIR leaky integrator (LI).
+        self.trace_decay = 1.0 - maelstrom.dt / trace_tau
         self.config: NetworkConfig | None = None
 
     @property

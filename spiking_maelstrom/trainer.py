@@ -197,7 +197,7 @@ def evaluate_network(
 ) -> dict[str, Any]:
     """Accuracy and mean loss of ``network`` over ``dataset`` (decision: ``learning.predict``)."""
     network.eval()
-    device = network.maelstrom.weight.device
+    device = next(network.maelstrom.buffers()).device
     mask = mask.to(device)
     correct, loss, samples = 0, 0.0, 0
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
