@@ -161,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--out", type=Path, required=True, help="file to write")
     export.add_argument("--scaling", choices=SCALINGS, help="weight scale sharing (default: the target's)")
     export.add_argument(
-        "--output", default="scores", choices=OUTPUTS, help="NIR: the readout's scores, or the maelstrom's spikes"
+        "--output", default="scores", choices=OUTPUTS, help="the readout's scores, or the maelstrom's spikes alone"
     )
     export.add_argument(
         "--drop-feedback", action="store_true", help="leave the feedback out (the uniform prior replaces it)"
@@ -325,7 +325,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     network = load_network(_checkpoint_path(args.run_dir))
     mapping = quantize(network, target, args.scaling, args.drop_feedback)
     if args.format == "netx":
-        write_netx(mapping, args.out)
+        write_netx(mapping, args.out, readout=args.output == "scores")
     else:
         plain = network if not target.integer else mapping.dequantized(network)
         save_nir(plain, args.out, output=args.output, drop_feedback=args.drop_feedback)

@@ -106,11 +106,16 @@ def test_netx_file_follows_lava_dl_layout(tmp_path):
         assert layers["2/weight"].shape == (3, 80)
 
 
-def test_netx_refuses_targets_it_cannot_hold(tmp_path):
+def test_netx_refuses_what_it_cannot_hold_and_writes_nothing(tmp_path):
     q = quantize(_network(), load_target("float"))
     with pytest.raises(ExportError, match="netx: needs an integer target"):
         write_netx(q, tmp_path / "x.h5")
+    q = quantize(_network(tau=(0.02, 0.02), features=("trace", "current")), load_target("loihi2"))
+    with pytest.raises(ExportError, match="netx: the readout reads trace, current"):
+        write_netx(q, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
+    with h5py.File(write_netx(q, tmp_path / "r.h5", readout=False)) as f:
+        assert sorted(f["layer"]) == ["0", "1"]
 
 
 @pytest.fixture

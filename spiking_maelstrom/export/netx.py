@@ -51,15 +51,20 @@ def _one(values: torch.Tensor, what: str) -> int:
     return int(unique[0])
 
 
-def write_netx(q: QuantizedNetwork, path: str | Path) -> Path:
-    """Write a mapping quantised for a ``fraction``-decay integer target (Loihi 2) as netx HDF5."""
+def write_netx(q: QuantizedNetwork, path: str | Path, readout: bool = True) -> Path:
+    """Write a mapping quantised for a ``fraction``-decay integer target (Loihi 2) as netx HDF5;
+    ``readout=False`` writes the maelstrom alone (its spikes are the output)."""
     if q.target.decay["kind"] != "fraction" or not q.target.integer:
         raise ExportError(f"netx: needs an integer target with fractional decays (loihi2), not {q.target.name}")
+    if readout and q.features != ("trace",):
+        raise ExportError(
+            f"netx: the readout reads {', '.join(q.features)}; netx neurons can only integrate spikes: "
+            "train with --features trace, or export the maelstrom alone with --output spikes"
+        )
     bias = _ints(q.encoder_bias)
     if np.abs(bias).max(initial=0) > BIAS_MAX:
         raise ExportError(f"netx: encoder bias {int(np.abs(bias).max())} exceeds the 13-bit bias mantissa")
     n, d = q.encoder_weight.shape
-    readout = q.features == ("trace",)
     with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
         layer = f.create_group("layer")
         inp = layer.create_group("0")
