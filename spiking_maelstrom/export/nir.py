@@ -232,8 +232,8 @@ def from_nir(graph: nir.NIRGraph, dt: float | None = None) -> MaelstromNetwork:
     excitatory = lif.metadata.get("excitatory") if lif.metadata else None
     if excitatory is None:
         excitatory = (weight >= 0).all(0)
-    features = tuple(f for f in NIR_FEATURES if f in graph.nodes)
-    features = tuple(str(meta.get("features", ",".join(features))).split(","))
+    present = ",".join(f for f in NIR_FEATURES if f in graph.nodes)
+    features = tuple(str(meta.get("features", present)).split(","))
     trace_tau = float(np.asarray(graph.nodes["trace"].tau).ravel()[0]) if "trace" in features else 0.05
     mcfg = MaelstromConfig(
         n_neurons=n,

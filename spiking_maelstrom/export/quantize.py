@@ -258,6 +258,9 @@ class ChipMaelstrom(nn.Module):
         self.register_buffer("weight_t", None if q.recurrent_weight is None else q.recurrent_weight.T.contiguous())
         for name in ("threshold", "syn_code", "mem_code", "alpha", "beta"):
             self.register_buffer(name, getattr(q, name).clone())
+        self.decay_kind = q.target.decay["kind"]
+        self.decay_full = 2 ** int(q.target.decay.get("bits", 0))
+        self.subtract = q.target.reset == "subtract"
         bits = q.target.state
         self.limits = {k: 2 ** (int(bits[f"{k}_bits"]) - 1) - 1 for k in ("current", "voltage") if f"{k}_bits" in bits}
 
@@ -266,11 +269,10 @@ class ChipMaelstrom(nn.Module):
         return CubaLIFState(zeros, zeros.clone(), zeros.clone())
 
     def _decay(self, x: Tensor, code: Tensor, factor: Tensor) -> Tensor:
-        kind = self.target.decay["kind"]
-        if kind == "float":
+        if self.decay_kind == "float":
             return factor * x
-        if kind == "fraction":  # magnitude times (2^b - d), shifted right by b: rounds toward zero
-            full = 2 ** int(self.target.decay["bits"])
+        if self.decay_kind == "fraction":  # magnitude times (2^b - d), shifted right by b: rounds toward zero
+            full = self.decay_full
             return torch.sign(x) * torch.floor(x.abs() * (full - code) / full)
         return x - torch.floor(x / 2.0**code)  # x - (x >> s), arithmetic shift
 
@@ -287,5 +289,5 @@ class ChipMaelstrom(nn.Module):
         v = self._saturate(self._decay(state.v, self.mem_code, self.beta) + i, "voltage")
         spiked = v > self.threshold
         z = spiked.double()
-        v = torch.where(spiked, v - self.threshold if self.target.reset == "subtract" else torch.zeros_like(v), v)
+        v = torch.where(spiked, v - self.threshold if self.subtract else torch.zeros_like(v), v)
         return CubaLIFState(v=v, i=i, z=z)
