@@ -13,7 +13,10 @@ from typing import Any
 import torch
 
 from . import __version__
+from .baselines import MODES as BASELINE_MODES
+from .baselines import InputBaselineConfig, input_baseline_accuracy
 from .checkpoint import load_checkpoint
+from .crossval import cross_validate
 from .data import TASKS, load_task
 from .device import resolve_device
 from .export.netx import write_netx
@@ -25,7 +28,7 @@ from .learning import RULES
 from .maelstrom import MaelstromConfig
 from .network import ENCODERS, FEATURES, READOUTS, NetworkConfig, build_network, network_config_for
 from .plots import plot_accuracy, plot_raster
-from .trainer import TrainConfig, Trainer, evaluate_network, load_network
+from .trainer import TrainConfig, Trainer, evaluate_network, load_network, train_and_score
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -137,6 +140,42 @@ def _parser() -> argparse.ArgumentParser:
             "equal bounds give one value for all neurons, which Loihi 2 needs)",
         )
 
+    train.add_argument(
+        "--encoder-gain",
+        type=float,
+        default=NetworkConfig.encoder_gain,
+        help="scale of the encoder's initial output weights (how hard it drives the maelstrom)",
+    )
+    train.add_argument(
+        "--current-penalty",
+        type=float,
+        default=TrainConfig.current_penalty,
+        help="L2 penalty on a trained encoder's currents; keeps the maelstrom out of saturation",
+    )
+    _add_folds(train, "also cross-validate the same settings on the training files: K more trainings")
+
+    baseline = sub.add_parser(
+        "baseline",
+        help="a ridge readout on the binned input alone (no maelstrom), the reference to beat",
+        formatter_class=_HelpWithDefaults,
+    )
+    baseline.add_argument("--dataset", default="nmnist", choices=TASKS, help="task")
+    baseline.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
+    baseline.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="task option")
+    baseline.add_argument(
+        "--mode",
+        default=InputBaselineConfig.mode,
+        choices=BASELINE_MODES,
+        help="online: leaky input trace read at every step; offline: bins stretched to each sample (needs its end)",
+    )
+    baseline.add_argument("--tau", type=float, default=InputBaselineConfig.tau, help="online trace time constant (s)")
+    baseline.add_argument("--bins", type=int, default=InputBaselineConfig.bins, help="offline bins per sample")
+    baseline.add_argument("--alpha", type=float, default=InputBaselineConfig.alpha, help="ridge penalty")
+    _add_folds(baseline, "also cross-validate on the training files")
+    baseline.add_argument("--seed", type=int, default=0, help="seed of the folds")
+    baseline.add_argument("--out", type=Path, default=Path("runs/baseline"), help="run directory")
+    baseline.add_argument("--quiet", action="store_true", help="no progress bars")
+
     evaluate = sub.add_parser(
         "evaluate",
         help="score a trained run on a data set's test split",
@@ -169,6 +208,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_folds(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--folds", type=int, default=0, metavar="K", help=f"K-fold cross-validation: {what}")
+    parser.add_argument(
+        "--group-by",
+        metavar="NAME",
+        help="folds hold out whole groups, e.g. speaker (fsdd-shd / SHD): accuracy on voices never trained on",
+    )
+
+
+def _cross_validate(args: argparse.Namespace, task: Any, run: Any) -> dict[str, Any] | None:
+    if not args.folds:
+        if args.group_by:
+            raise CLIError("--group-by needs --folds")
+        return None
+    if args.folds < 2:
+        raise CLIError(f"--folds must be at least 2, got {args.folds}")
+    result = cross_validate(task, run, args.folds, args.seed, args.group_by, progress=not args.quiet)
+    print(f"{args.folds}-fold cross-validation: {100 * result['mean']:.1f} +- {100 * result['std']:.1f} %")
+    return result
+
+
 def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
     maelstrom = dict(
         n_neurons=args.neurons,
@@ -177,7 +237,12 @@ def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
         recurrent=not args.no_recurrence,
         seed=args.seed,
     )
-    network = dict(readout=args.readout, feedback=not (args.no_feedback or args.readout == "ridge"), seed=args.seed)
+    network = dict(
+        readout=args.readout,
+        feedback=not (args.no_feedback or args.readout == "ridge"),
+        encoder_gain=args.encoder_gain,
+        seed=args.seed,
+    )
     if args.encoder is not None:
         network["encoder"] = args.encoder
     for name in ("tau_mem", "tau_syn"):
@@ -231,6 +296,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             lr=args.lr,
             encoder_lr=args.encoder_lr if args.encoder_lr is not None else encoder_lr,
             window=args.window,
+            current_penalty=args.current_penalty,
             encoder_rule=args.encoder_rule,
             seed=args.seed,
         )
@@ -281,11 +347,36 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "spike_rate_hz": float(sample.spikes.mean()) / maelstrom.dt,
         "history": trainer.history,
     }
+    metrics["cv"] = _cross_validate(
+        args, task, lambda fold: train_and_score(trainer.network.config, trainer.config, fold, device)
+    )
     write_json(out / "metrics.json", metrics)
     print(
         f"test accuracy {test['accuracy']:.4f} on {test['samples']} samples "
         f"({trainer.train_seconds:.1f} s training) -> {out}"
     )
+    return metrics
+
+
+def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+    task = _load_task(args.dataset, args.data_dir, _task_options(args.task_option), not args.quiet)
+    config = InputBaselineConfig(mode=args.mode, tau=args.tau, bins=args.bins, alpha=args.alpha)
+    start = time.perf_counter()
+    accuracy = input_baseline_accuracy(task, config)
+    metrics = {
+        "dataset": task.name,
+        "baseline": f"input alone ({config.mode})",
+        "test_accuracy": accuracy,
+        "test_samples": len(task.test),
+        "seconds": time.perf_counter() - start,
+        "config": asdict(config),
+        "task": {"name": task.name, "options": task.options},
+        "cv": _cross_validate(args, task, lambda fold: input_baseline_accuracy(fold, config)),
+    }
+    write_json(args.out / "metrics.json", metrics)
+    print(f"input alone ({config.mode}): test accuracy {accuracy:.4f} on {len(task.test)} samples -> {args.out}")
     return metrics
 
 
@@ -337,7 +428,9 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](args)
+        {"train": cmd_train, "baseline": cmd_baseline, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](
+            args
+        )
     except (CLIError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"maelstrom: error: {err}", file=sys.stderr)
         return 2

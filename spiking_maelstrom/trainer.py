@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
+from .data.task import Augmented
 from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
@@ -22,7 +23,8 @@ from .readouts import LinearReadout, RidgeReadout
 class TrainConfig:
     """How to train: ``window`` is the number of steps per backward pass (see ``learning``);
     ``readout_init="ridge"`` starts a linear readout from the closed-form ridge fit on the
-    untrained network (one extra pass), so training refines the classic LSM solution."""
+    untrained network (one extra pass), so training refines the classic LSM solution.
+    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``)."""
 
     epochs: int = 4
     batch_size: int = 32
@@ -30,6 +32,7 @@ class TrainConfig:
     encoder_lr: float = 3e-3
     weight_decay: float = 0.0
     window: int = 25
+    current_penalty: float = 0.0
     encoder_rule: str = "dfa"
     readout_init: str = "random"
     val_fraction: float = 0.1
@@ -40,7 +43,14 @@ class TrainConfig:
             raise ValueError(f"unknown readout_init {self.readout_init!r}: use 'random' or 'ridge'")
         if self.encoder_rule not in RULES:
             raise ValueError(f"unknown encoder rule {self.encoder_rule!r}: choose one of {', '.join(RULES)}")
-        if self.epochs < 0 or self.batch_size < 1 or self.lr <= 0 or self.encoder_lr <= 0 or self.window < 1:
+        if (
+            self.epochs < 0
+            or self.batch_size < 1
+            or self.lr <= 0
+            or self.encoder_lr <= 0
+            or self.window < 1
+            or self.current_penalty < 0
+        ):
             raise ValueError(f"invalid training settings: {self}")
 
 
@@ -72,6 +82,8 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
+        if task.augment is not None:
+            self.train_set = Augmented(self.train_set, task.augment)
         self.mask = task.mask.to(self.device)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -101,7 +113,14 @@ class Trainer:
             for x, y in bar:
                 x, y = x.to(self.device), y.to(self.device)
                 batch_loss, logits = train_batch(
-                    self.network, self.rule, self.optimizer, x, y, self.mask, self.config.window
+                    self.network,
+                    self.rule,
+                    self.optimizer,
+                    x,
+                    y,
+                    self.mask,
+                    self.config.window,
+                    self.config.current_penalty,
                 )
                 total += batch_loss * len(y)
                 correct += int((predict(logits, self.mask) == y).sum())
@@ -209,6 +228,16 @@ def evaluate_network(
     if samples == 0:
         raise ValueError("cannot evaluate on an empty data set")
     return {"accuracy": correct / samples, "loss": loss / samples, "samples": samples}
+
+
+def train_and_score(
+    network_config: NetworkConfig, train_config: TrainConfig, task: Task, device: str | torch.device = "cpu"
+) -> float:
+    """Build a fresh network, train it on all of ``task.train`` (no validation part) and return its
+    test accuracy: one cross-validation fold (see ``crossval.cross_validate``)."""
+    trainer = Trainer(build_network(network_config, device), task, replace(train_config, val_fraction=0.0), False)
+    trainer.fit()
+    return trainer.evaluate(task.test)["accuracy"]
 
 
 def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:

@@ -14,6 +14,7 @@ import torch
 from spiking_maelstrom.data.cache import CachedFrames, ensure_cache
 from spiking_maelstrom.data.nmnist import NMNISTFiles, write_nmnist_bin
 from spiking_maelstrom.data.shd import SHDFile
+from spiking_maelstrom.data.task import Augmented
 from spiking_maelstrom.data.transforms import ChannelShift, Compose, Downsample, TimeJitter, ToFrames, Transform
 
 from .test_nmnist import NMNIST_SMALL, random_nmnist, write_tree, zip_tree
@@ -147,8 +148,8 @@ def test_counts_beyond_uint16_are_refused(tmp_path, source):
 
 def test_augmentation_runs_after_the_cache_and_is_never_cached(tmp_path, source):
     plain = CachedFrames(source, FRAMES, tmp_path, progress=False)
-    augmented = CachedFrames(source, FRAMES, tmp_path, augment=TimeJitter(std=1.0, seed=0), progress=False)
-    assert not augmented.built
+    augmented = Augmented(CachedFrames(source, FRAMES, tmp_path, progress=False), TimeJitter(std=1.0, seed=0))
+    assert not augmented.dataset.built
     frames, _ = augmented[0]
     assert isinstance(frames, torch.Tensor) and plain[0][0].sum() - 3 <= frames.sum() <= plain[0][0].sum()
     assert not torch.equal(frames, plain[0][0])

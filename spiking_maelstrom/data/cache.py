@@ -127,7 +127,7 @@ def ensure_cache(
     """The cache file of ``transform`` applied to ``source``, built (or rebuilt, with a warning, when it
     is unusable) if needed; returns ``(path, built)``. Random transforms are refused."""
     if transform.random:
-        raise ValueError(f"{transform} is random: pass it as the augmentation, applied after the cache")
+        raise ValueError(f"{transform} is random: augment the cached frames with data.task.Augmented")
     key, config = cache_config(source, transform)
     path = Path(cache_dir) / f"{source.name}-{source.split}-{key[:16]}.h5"
     if path.exists():
@@ -142,19 +142,19 @@ def ensure_cache(
 
 class CachedFrames(Dataset):
     """``(float32 frames [T, *shape], label)`` of ``transform`` applied to ``source``, read from the
-    HDF5 cache in ``cache_dir`` (built on first use); ``augment``, if given, is applied on the fly
-    to each sample's frames (a torch tensor), after the cache."""
+    HDF5 cache in ``cache_dir`` (built on first use). Augment with ``task.Augmented`` on top.
+    ``groups`` are the source's sample groups (e.g. ``{"speaker": ...}``; empty when it has none),
+    for grouped cross-validation."""
 
     def __init__(
         self,
         source: EventSource,
         transform: Transform,
         cache_dir: str | Path,
-        augment: Transform | None = None,
         progress: bool = True,
     ) -> None:
         self.path, self.built = ensure_cache(cache_dir, source, transform, progress)
-        self.augment = augment
+        self.groups = {name: np.asarray(values) for name, values in getattr(source, "groups", {}).items()}
         with h5py.File(self.path, "r") as handle:
             self.labels = torch.from_numpy(handle["labels"][()])
             self.sample_shape = tuple(int(n) for n in handle.attrs["sample_shape"])
@@ -173,10 +173,7 @@ class CachedFrames(Dataset):
         start, stop = int(self._offset[index]), int(self._offset[index + 1])
         frames = np.zeros(self.sample_shape, dtype=np.float32)  # calloc: much cheaper than torch.zeros here
         frames.reshape(-1)[positions[start:stop]] = counts[start:stop]
-        frames = torch.from_numpy(frames)
-        if self.augment is not None:
-            frames = self.augment(frames)
-        return frames, int(self.labels[index])
+        return torch.from_numpy(frames), int(self.labels[index])
 
     def close(self) -> None:
         """Close this process's handle on the cache file (reopened on the next read)."""

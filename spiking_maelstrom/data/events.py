@@ -32,6 +32,7 @@ class EventSource(Protocol):
     root: Path  # the folder the ``files`` are named relative to
     files: list[Path]  # the files the samples are read from (their sizes and mtimes key the cache)
     labels: np.ndarray
+    # Optional ``groups``: name -> one value per sample (e.g. SHD's ``speaker``), for grouped folds.
 
     def __len__(self) -> int: ...
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..files import atomic_write
 from .events import EventFormatError, check_range, nmnist_events, sorted_by_time, split_folder
-from .task import Task, recorded_task
+from .task import Task, recorded_task, training_augmentation
 from .transforms import Compose, Downsample, ToFrames, Transform
 
 SENSOR_SIZE = (2, 34, 34)  # (polarity, y, x): the frame layout of ToFrames
@@ -145,20 +145,39 @@ def nmnist_task(
     dt_ms: float = 5.0,
     n_steps: int = 64,
     downsample: int = 1,
+    shift: int = 0,
+    jitter: float = 0.0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Task:
     """N-MNIST as a task: frames of ``dt_ms`` ms (one channel per polarity), ``n_steps`` of them
     (64 x 5 ms covers the ~310 ms of a recording), optionally down-sampled; read from ``data_dir``
-    (default ``datasets/nmnist``) through the HDF5 cache."""
+    (default ``datasets/nmnist``) through the HDF5 cache. Training samples are augmented by random
+    shifts of up to ``shift`` pixels in x and y and ``jitter`` steps of time jitter."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e3, n_steps, SENSOR_SIZE)]
     if downsample > 1:
         steps.append(Downsample(downsample))
     sources = {split: NMNISTFiles(root, split) for split in ("train", "test")}
+    augment = training_augmentation(shift, jitter)
     options = dict(
-        data_dir=str(root.resolve()), dt_ms=dt_ms, n_steps=n_steps, downsample=downsample, cache_dir=cache_dir
+        shift=shift,
+        jitter=jitter,
+        data_dir=str(root.resolve()),
+        dt_ms=dt_ms,
+        n_steps=n_steps,
+        downsample=downsample,
+        cache_dir=cache_dir,
     )
     return recorded_task(
-        "nmnist", sources, Compose(tuple(steps)), dt_ms * 1e-3, 10, options, {"encoder": "conv"}, cache_dir, progress
+        "nmnist",
+        sources,
+        Compose(tuple(steps)),
+        dt_ms * 1e-3,
+        10,
+        options,
+        {"encoder": "conv"},
+        cache_dir,
+        progress,
+        augment,
     )

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..files import atomic_write
 from .events import EventFormatError, check_range, shd_events, sorted_by_time
-from .task import Task, recorded_task
+from .task import Task, recorded_task, training_augmentation
 from .transforms import ChannelBin, Compose, ToFrames, Transform
 
 N_CHANNELS = 700
@@ -79,6 +79,7 @@ class SHDFile:
             self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in handle["extra/keys"][()]]
         self.n_classes = len(self.keys)
         self._check()
+        self.groups = {"speaker": self.speakers}
 
     def _check(self) -> None:
         n = len(self.labels)
@@ -165,22 +166,33 @@ def shd_task(
     dt_ms: float = 10.0,
     n_steps: int = 100,
     channel_bin: int = 1,
+    shift: int = 0,
+    jitter: float = 0.0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Task:
     """SHD (or a file in its layout) as a task: ``n_steps`` frames of ``dt_ms`` ms over 700 channels
     (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
-    training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache."""
+    training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
+    Training samples are augmented by random shifts of up to ``shift`` channels and ``jitter``
+    steps of time jitter."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e-3, n_steps, SENSOR_SIZE)]
     if channel_bin > 1:
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
+    augment = training_augmentation(shift, jitter)
     options = dict(
-        data_dir=str(root.resolve()), dt_ms=dt_ms, n_steps=n_steps, channel_bin=channel_bin, cache_dir=cache_dir
+        shift=shift,
+        jitter=jitter,
+        data_dir=str(root.resolve()),
+        dt_ms=dt_ms,
+        n_steps=n_steps,
+        channel_bin=channel_bin,
+        cache_dir=cache_dir,
     )
     defaults = {"encoder": "mlp", "encoder_hidden": (128,)}
     n_classes = sources["train"].n_classes
     return recorded_task(
-        "shd", sources, Compose(tuple(steps)), dt_ms * 1e-3, n_classes, options, defaults, cache_dir, progress
+        "shd", sources, Compose(tuple(steps)), dt_ms * 1e-3, n_classes, options, defaults, cache_dir, progress, augment
     )

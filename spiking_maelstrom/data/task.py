@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from .cache import CachedFrames
 from .events import EventSource
-from .transforms import Transform
+from .transforms import ChannelShift, Compose, TimeJitter, Transform
 
 
 @dataclass
@@ -37,6 +38,24 @@ class Task:
     options: dict[str, Any] = field(default_factory=dict)
     network_defaults: dict[str, Any] = field(default_factory=dict)
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    augment: Transform | None = None
+
+
+class Augmented(Dataset):
+    """``dataset`` with the random ``transform`` applied to each sample's frames as it is read
+    (after any cache, so augmentations are never cached). The trainer wraps only its training
+    part in it; validation and test data stay as recorded."""
+
+    def __init__(self, dataset: Dataset, transform: Transform) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        frames, label = self.dataset[index]
+        return torch.as_tensor(self.transform(frames)), label
 
 
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -46,6 +65,15 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = int(round(fraction * len(dataset)))
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+
+
+def training_augmentation(shift: int, jitter: float, seed: int = 0) -> list[Transform]:
+    """The recorded tasks' training augmentation: a random shift of up to ``shift`` channels (pixels
+    in x and y for 2-D frames) and Gaussian time jitter of ``jitter`` steps per event."""
+    if shift < 0 or jitter < 0:
+        raise ValueError(f"augmentation needs shift >= 0 and jitter >= 0, got shift={shift}, jitter={jitter}")
+    steps: list[Transform] = [ChannelShift(shift, seed)] if shift else []
+    return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
 
 
 # Measured on the real N-MNIST and FSDD subsets: the randman default encoder learning rate (3e-3)
@@ -68,9 +96,10 @@ def recorded_task(
     network_defaults: dict[str, Any],
     cache_dir: str | Path | None,
     progress: bool = True,
+    augment: Sequence[Transform] = (),
 ) -> Task:
     """A task over recorded event data: each split binned by ``transform`` and read through the
-    HDF5 cache (built on first use)."""
+    HDF5 cache (built on first use); ``augment`` (random transforms) applies to training only."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     split = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
     shape = split["train"].sample_shape
@@ -85,4 +114,5 @@ def recorded_task(
         options=options,
         network_defaults=network_defaults,
         train_defaults=dict(RECORDED_TRAIN_DEFAULTS),
+        augment=Compose(tuple(augment)) if augment else None,
     )
