@@ -1,54 +1,123 @@
-"""Reservoir simulation speed: this project's backends against Norse's LIFRecurrent (and a plain
-torch loop) on the SAME weights and inputs, spikes checked to agree before timing.
+"""Reservoir simulation speed: this project's backends against Norse (LIFRecurrent), snnTorch
+(RSynaptic, RLeaky) and a plain torch loop, on the SAME weights and inputs, with the spikes
+checked before timing and the time a bare GEMM / memory sweep of the same work takes (the floor).
 
 Setting (after the issue's baseline): 700 input channels firing at 5 %, 10 % recurrent density,
-no gradient. Prints a Markdown table; ``--json FILE`` also writes the rows.
-Example: ``python benchmarks/bench_reservoir.py --neurons 500 1000 2000 4000 --batch 64 --steps 250``.
+no gradient, spikes of every step recorded. Every implementation gets the input ``x [B, T, 700]``
+and returns the spikes ``[B, T, N]``; the input projection is inside the timed call for all.
+
+Implementations (``--peers`` picks the peers; ours are always run):
+
+- ``ours-dense`` / ``ours-event``: ``Maelstrom.run`` with the dense backend (one ``addmm`` with all
+  of W^T per step) or the event backend (only the rows of W^T of neurons that spiked in the batch).
+- ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
+  then ``cuba_lif_step``).
+- ``norse``: ``norse.torch.LIFRecurrent`` with our per-neuron time constants; the same dynamics.
+  Its API projects the input inside every step (one extra [B, 700] x [700, N] matmul per step).
+- ``snntorch``: ``snntorch.RSynaptic`` (all-to-all ``nn.Linear`` recurrence, bias zeroed) mapped
+  to our dynamics exactly: snnTorch's membrane adds the synaptic current unscaled
+  (``mem = beta mem + syn``) while ours adds ``(1 - beta) i``, so the rows of W and of W_in into
+  neuron ``j`` are scaled by ``1 - beta_j`` (then ``syn = (1 - beta) i`` and ``mem = v``); its
+  ``reset_mechanism="zero"`` resets one step late (a neuron that crossed at step t is zeroed at
+  t + 1, losing that step's input), so the module runs with ``reset_mechanism="none"`` and the
+  caller zeroes the membrane of the neurons that spiked (``mem * (1 - spk)``), as ours does.
+- ``snntorch-zero``: the same RSynaptic with snnTorch's own ``reset_mechanism="zero"`` (delayed
+  reset; its state function is also evaluated twice per step, so two recurrent matmuls): stock
+  usage, a different model, spikes reported but not expected to agree.
+- ``snntorch-rleaky``: ``snntorch.RLeaky`` (first order: no synaptic current), input and
+  recurrent rows scaled by ``(1 - beta_j) / (1 - alpha_j)`` (the synaptic filter's DC gain),
+  reset by the caller as above: a different model, for timing; spikes not expected to agree.
+
+Spike check: every implementation is first run in ``--check-dtype`` (default float64, on the first
+``--check-batch`` samples) and its spikes compared with ours-dense in the same dtype; in float64 the
+summation orders of dense and sparse paths cannot flip a spike in practice, so models that
+run our dynamics must agree exactly (``--tolerance``: allowed fraction of differing spikes, default
+0; the script exits with status 1 when one does not). The timed run (``--dtype``, default
+float32) is compared too: there the summation order differs between implementations, and the
+recurrence amplifies any flip, so differences are expected and reported only.
+
+Columns: seconds (best of ``--repeats``), neuron updates/s (``B T N / s``), synaptic events/s
+(recurrent: each spike times its neuron's out-degree, from that implementation's own spikes), peak
+memory added by the run over what was resident before it (see ``_common.PeakMemory``; the run
+includes the recorded spikes), model MB (tensors the implementation holds: weights, decays),
+floor and floor/time, speed-up against each peer. Floors: ``dense`` = a tight loop of T
+``addmm([B, N] x [N, N])`` with no neuron update; ``event`` = a pure read of the rows of W^T that
+the event path actually gathered, step by step (``embedding_bag`` sum of those rows, which reads
+each row once and writes one [N] row). Also reported per N: the same T steps as one big GEMM
+``[B T, N] x [N, N]`` (in row chunks), the compute limit without the step-by-step dependency.
+
+Example (the issue's table; the lead runs it)::
+
+    python benchmarks/bench_reservoir.py --neurons 500 1000 2000 4000 8000 --batch 64 --steps 250 \\
+        --json results/bench_reservoir.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import time
+import contextlib
+import gc
+import io
+import sys
 import warnings
 from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass, field
 
 import torch
+from _common import MB, PeakMemory, best_time, environment, fmt_count, print_environment, sync, tensor_bytes, write_json
+from torch import Tensor
 
 from spiking_maelstrom import Maelstrom, MaelstromConfig
+from spiking_maelstrom.maelstrom import MaelstromParameters, draw_parameters
 from spiking_maelstrom.neuron import cuba_lif_step
 
+PEERS = ("plain-loop", "norse", "snntorch", "snntorch-zero", "snntorch-rleaky")
+OURS = ("ours-dense", "ours-event")
+EXACT = {"ours-dense", "ours-event", "plain-loop", "norse", "snntorch"}  # run our dynamics
+GEMM_ROWS = 4096  # row chunk of the big-GEMM floor
 
-def _inputs(batch: int, steps: int, n_in: int, device: torch.device) -> torch.Tensor:
+
+def _inputs(batch: int, steps: int, n_in: int, device: torch.device) -> Tensor:
     g = torch.Generator().manual_seed(0)
     return (torch.rand(batch, steps, n_in, generator=g) < 0.05).float().to(device)
 
 
-def _input_weights(n: int, n_in: int, device: torch.device) -> torch.Tensor:
+def _input_weights(n: int, n_in: int, device: torch.device) -> Tensor:
     g = torch.Generator().manual_seed(1)
     return (0.6 * torch.randn(n, n_in, generator=g) / (0.05 * n_in) ** 0.5).to(device)
 
 
-def ours(m: Maelstrom, w_in: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+@dataclass
+class Impl:
+    """One implementation: ``run(x [B, T, n_in]) -> spikes [B, T, N]`` and what it holds."""
+
+    run: Callable[[Tensor], Tensor]
+    tensors: list[Tensor]
+    floor: str = "dense"
+    keep: list[object] = field(default_factory=list)  # modules the closure needs alive
+
+
+def _ours(m: Maelstrom, w_in: Tensor) -> Impl:
     """Input projected for all steps in one matmul (no feedback), then the maelstrom."""
-    return m.run(x @ w_in.T)[0]
+    return Impl(lambda x: m.run(x @ w_in.T)[0], [*m.buffers(), w_in], "event" if m.backend == "event" else "dense", [m])
 
 
-def plain_loop(m: Maelstrom, w_in: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _plain_loop(m: Maelstrom, w_in: Tensor) -> Impl:
     """The hand-rolled loop a user writes: per-step input and dense recurrent matmul."""
-    state, out = m.init_state(x.shape[0]), []
-    c = m.config
-    for t in range(x.shape[1]):
-        current = x[:, t] @ w_in.T + state.z @ m.weight.T
-        state = cuba_lif_step(current, state, m.beta, m.alpha, c.v_threshold, c.v_reset, c.v_leak)
-        out.append(state.z)
-    return torch.stack(out, 1)
+    weight, beta, alpha, c = m.weight, m.beta, m.alpha, m.config
+
+    def run(x: Tensor) -> Tensor:
+        state, out = m.init_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            current = x[:, t] @ w_in.T + state.z @ weight.T
+            state = cuba_lif_step(current, state, beta, alpha, c.v_threshold, c.v_reset, c.v_leak)
+            out.append(state.z)
+        return torch.stack(out, 1)
+
+    return Impl(run, [weight, beta, alpha, w_in], keep=[m])
 
 
-def norse_model(m: Maelstrom, w_in: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _norse(m: Maelstrom, w_in: Tensor) -> Impl:
     """Norse's ``LIFRecurrent`` on the same weights and per-neuron time constants (same dynamics)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -65,97 +134,361 @@ def norse_model(m: Maelstrom, w_in: torch.Tensor) -> Callable[[torch.Tensor], to
     with torch.no_grad():
         model.input_weights.copy_(w_in)
         model.recurrent_weights.copy_(m.weight)
-    return lambda x: model(x.transpose(0, 1))[0].transpose(0, 1)
+    held = [*model.parameters(), *model.buffers(), p.tau_syn_inv, p.tau_mem_inv]
+    return Impl(lambda x: model(x.transpose(0, 1))[0].transpose(0, 1), held, keep=[model])
 
 
-def _time(fn, repeats: int) -> float:  # noqa: ANN001
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _snntorch(m: Maelstrom, w_in: Tensor, variant: str) -> Impl:
+    """snnTorch ``RSynaptic`` / ``RLeaky`` on our weights (see the module docstring for the mapping)."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import snntorch as snn
+    c = m.config
+    if c.v_leak != 0.0 or c.v_reset != 0.0:
+        raise ValueError("snnTorch has no leak potential and resets to zero: needs v_leak = v_reset = 0")
+    n, dtype = m.n_neurons, m.weight.dtype
+    gain = 1.0 - m.beta
+    if variant == "snntorch-rleaky":
+        gain = gain / (1.0 - m.alpha)
+        lif = snn.RLeaky(beta=m.beta.clone(), linear_features=n, threshold=c.v_threshold, reset_mechanism="none")
+    else:
+        reset = "zero" if variant == "snntorch-zero" else "none"
+        lif = snn.RSynaptic(
+            alpha=m.alpha.clone(),
+            beta=m.beta.clone(),
+            linear_features=n,
+            threshold=c.v_threshold,
+            reset_mechanism=reset,
+            learn_recurrent=False,
+        )
+    lif = lif.to(w_in.device, dtype)
+    with torch.no_grad():
+        lif.recurrent.weight.copy_(gain[:, None] * m.weight)
+        lif.recurrent.bias.zero_()
+    w_scaled = gain[:, None] * w_in
+    caller_resets = variant != "snntorch-zero"
+    synaptic = variant != "snntorch-rleaky"
+
+    def run(x: Tensor) -> Tensor:
+        batch, steps = x.shape[:2]
+        cur = x @ w_scaled.T
+        spk = syn = mem = torch.zeros(batch, n, device=x.device, dtype=dtype)
+        out = []
+        for t in range(steps):
+            # snnTorch's Heaviside returns float32 spikes: cast for its float64 recurrent layer.
+            if synaptic:
+                spk, syn, mem = lif(cur[:, t], spk.to(dtype), syn, mem)
+            else:
+                spk, mem = lif(cur[:, t], spk.to(dtype), mem)
+            if caller_resets:
+                mem = mem * (1.0 - spk)
+            out.append(spk)
+        return torch.stack(out, 1)
+
+    return Impl(run, [*lif.parameters(), *lif.buffers(), w_scaled], keep=[lif])
+
+
+def build(name: str, params: MaelstromParameters, config: MaelstromConfig, w_in: Tensor) -> Impl:
+    """Implementation ``name`` on ``params`` in the dtype and device of ``w_in``."""
+    backend = "event" if name == "ours-event" else "dense"
+    m = Maelstrom(config, w_in.device, w_in.dtype, backend=backend, parameters=params)
+    if name in OURS:
+        return _ours(m, w_in)
+    if name == "plain-loop":
+        m.weight_t = torch.empty(0, device=w_in.device, dtype=w_in.dtype)  # the loop does not use W^T
+        return _plain_loop(m, w_in)
+    if name == "norse":
+        return _norse(m, w_in)
+    return _snntorch(m, w_in, name)
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def dense_floor(batch: int, steps: int, n: int, rate: float, device: torch.device, dtype: torch.dtype, repeats: int):
+    """Seconds for T ``addmm([B, N] x [N, N])`` in a tight loop, and for the same rows as one GEMM."""
+    g = torch.Generator().manual_seed(2)
+    wt = torch.randn(n, n, generator=g).to(device, dtype)
+    z = (torch.rand(batch, n, generator=g) < max(rate, 1e-3)).to(device, dtype)
+    bias, out = torch.zeros(batch, n, device=device, dtype=dtype), torch.empty(batch, n, device=device, dtype=dtype)
+
+    def loop() -> None:
+        for _ in range(steps):
+            torch.addmm(bias, z, wt, out=out)
+
+    loop_s = best_time(loop, repeats, device)
+    rows = batch * steps
+    chunk = min(rows, GEMM_ROWS)
+    a = (torch.rand(chunk, n, generator=g) < max(rate, 1e-3)).to(device, dtype)
+    c = torch.empty(chunk, n, device=device, dtype=dtype)
+    sizes = [chunk] * (rows // chunk) + ([rows % chunk] if rows % chunk else [])
+
+    def gemm() -> None:
+        for size in sizes:
+            torch.mm(a[:size], wt, out=c[:size])
+
+    return loop_s, best_time(gemm, repeats, device)
+
+
+def event_floor(spikes: Tensor, weight_t: Tensor, repeats: int) -> tuple[float, int]:
+    """Seconds to read, step by step, the rows of ``W^T`` the event path gathered for ``spikes``
+    (step t reads the rows of the neurons that spiked at t - 1 in any sample), and the row count."""
+    active = spikes.detach().bool().any(0)[:-1]  # [T - 1, N]: the rows gathered at steps 1..T-1
+    index = [a.nonzero().squeeze(1) for a in active]
+    index = [i for i in index if i.numel()]
+    rows = sum(int(i.numel()) for i in index)
+    if not index:
+        return 0.0, 0
+    offsets = torch.zeros(1, dtype=torch.long, device=weight_t.device)
+    embedding_bag = torch.nn.functional.embedding_bag
+
+    def sweep() -> None:
+        for i in index:
+            embedding_bag(i, weight_t, offsets, mode="sum")
+
+    return best_time(sweep, repeats, weight_t.device), rows
+
+
+def _compare(spikes: Tensor, reference: Tensor, prefix: str = "") -> dict:
+    """Spike counts and agreement of boolean ``spikes`` with ``reference`` (ours-dense):
+    ``differing`` positions, and ``agreement`` = spikes in both / spikes in either (1 = identical)."""
+    both = int((spikes & reference).sum())
+    either = int((spikes | reference).sum())
+    return {
+        f"{prefix}differing": either - both,
+        f"{prefix}spikes": int(spikes.sum()),
+        f"{prefix}reference_spikes": int(reference.sum()),
+        f"{prefix}agreement": both / either if either else 1.0,
+        f"{prefix}fraction": (either - both) / max(1, reference.numel()),
+    }
+
+
+def synaptic_events(spikes: Tensor, out_degree: Tensor) -> int:
+    """Recurrent synaptic events: each spike times the out-degree of the neuron that fired."""
+    return int((spikes.sum((0, 1)).double() * out_degree.double()).sum())
 
 
 @torch.no_grad()
+def run_case(n: int, args: argparse.Namespace, device: torch.device, peers: list[str]) -> tuple[dict, list[dict]]:
+    """Check, time and measure every implementation at ``N = n``; returns the case row and the rows."""
+    dtype = getattr(torch, args.dtype)
+    config = MaelstromConfig(n_neurons=n, seed=0, radius_method="circular-law")
+    params = draw_parameters(config)
+    out_degree = (params.weight != 0).sum(0).to(device)  # W[post, pre]: column j = targets of j
+    names = [*OURS, *peers]
+    w_in32 = _input_weights(n, args.inputs, device)
+    x_full = _inputs(args.batch, args.steps, args.inputs, device)
+    rows = {name: {"neurons": n, "impl": name, "same_model": name in EXACT} for name in names}
+
+    if args.check_dtype != "none":
+        check_dtype = getattr(torch, args.check_dtype)
+        x = x_full[: args.check_batch].to(check_dtype)
+        w_in = w_in32.to(check_dtype)
+        reference = None
+        for name in names:
+            impl = build(name, params, config, w_in)
+            spikes = impl.run(x).bool()
+            del impl
+            if reference is None:
+                reference = spikes
+            rows[name].update(_compare(spikes, reference, "check_"))
+            del spikes
+            _free()
+        del reference
+        _free()
+
+    x = x_full.to(dtype)
+    w_in = w_in32.to(dtype)
+    reference = None
+    case: dict = {"neurons": n}
+    for name in names:
+        impl = build(name, params, config, w_in)
+        model_bytes = tensor_bytes(impl.tensors)
+        with PeakMemory(device) as memory:
+            spikes = impl.run(x)
+        spikes_bool = spikes.bool()
+        if reference is None:
+            reference = spikes_bool
+            rate = float(spikes.mean())
+            case.update(rate_hz=rate / config.dt, spikes=int(spikes.sum()), synaptic_events=0)
+            case["synaptic_events"] = synaptic_events(spikes, out_degree)
+        if name == "ours-event":
+            case["event_floor_s"], case["event_rows"] = event_floor(spikes, impl.keep[0].weight_t, args.repeats)
+            case["event_rows_per_step"] = case["event_rows"] / max(1, args.steps - 1)
+        events = synaptic_events(spikes, out_degree)
+        rows[name].update(_compare(spikes_bool, reference))
+        del spikes, spikes_bool
+        _free()
+        seconds = best_time(lambda impl=impl: impl.run(x), args.repeats, device)
+        rows[name].update(
+            seconds=seconds,
+            neuron_updates_per_s=args.batch * args.steps * n / seconds,
+            synaptic_events=events,
+            synaptic_events_per_s=events / seconds,
+            peak_mb=memory.delta / MB,
+            model_mb=model_bytes / MB,
+            floor=impl.floor,
+        )
+        del impl
+        _free()
+    del reference, params
+    _free()
+
+    loop_s, gemm_s = dense_floor(args.batch, args.steps, n, case["rate_hz"] * config.dt, device, dtype, args.repeats)
+    flops = 2.0 * args.batch * args.steps * n * n
+    bytes_per = torch.finfo(dtype).bits // 8
+    case.update(
+        dense_floor_s=loop_s,
+        dense_floor_gflops=flops / loop_s / 1e9,
+        big_gemm_s=gemm_s,
+        big_gemm_gflops=flops / gemm_s / 1e9,
+    )
+    if case.get("event_floor_s"):
+        case["event_floor_gbps"] = case["event_rows"] * n * bytes_per / case["event_floor_s"] / 1e9
+    out = []
+    for name in names:
+        r = rows[name]
+        r["floor_s"] = case["dense_floor_s"] if r["floor"] == "dense" else case.get("event_floor_s", 0.0)
+        r["floor_fraction"] = r["floor_s"] / r["seconds"]
+        for peer in ("norse", "snntorch", "plain-loop"):
+            if peer in rows:
+                r[f"x_vs_{peer}"] = rows[peer]["seconds"] / r["seconds"]
+        out.append(r)
+    return case, out
+
+
+def _ratio(r: dict, peer: str) -> str:
+    value = r.get(f"x_vs_{peer}")
+    return f"{value:.2f}" if value is not None else ""
+
+
+def _agreement(r: dict, check: str) -> str:
+    """``differing positions / spikes of ours-dense (agreement %)`` for the check and the timed run."""
+
+    def one(prefix: str) -> str:
+        return (
+            f"{r[prefix + 'differing']:,} / {r[prefix + 'reference_spikes']:,} ({100 * r[prefix + 'agreement']:.1f} %)"
+        )
+
+    timed = "timed: " + one("")
+    return f"{check}: {one('check_')}; {timed}" if "check_differing" in r else timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--neurons", type=int, nargs="+", default=[500, 1000, 2000])
+    parser.add_argument("--neurons", type=int, nargs="+", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--inputs", type=int, default=700)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="timings are the best of this many runs")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS))
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="dtype of the timed runs")
     parser.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default="float32",
-        help="float64 makes the spike comparison exact (float32 sums in different orders)",
+        "--check-dtype",
+        choices=("float64", "float32", "none"),
+        default="float64",
+        help="dtype of the spike check before timing (float64: dense and sparse sums agree)",
     )
-    parser.add_argument("--json")
+    parser.add_argument("--check-batch", type=int, default=16, help="samples in the spike check (first of the batch)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.0,
+        help="largest fraction of differing spikes in the check allowed to implementations of our dynamics",
+    )
+    parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
-    x = _inputs(args.batch, args.steps, args.inputs, device).to(dtype)
-    rows = []
+    env = environment(device)
+    peers = list(dict.fromkeys(args.peers))
+    cases, rows = [], []
     for n in args.neurons:
-        config = MaelstromConfig(n_neurons=n, seed=0, radius_method="circular-law")
-        w_in = _input_weights(n, args.inputs, device).to(dtype)
-        m = Maelstrom(config, device, dtype)
-        runs = {
-            f"ours-{b}": partial(ours, Maelstrom(config, device, dtype, backend=b), w_in) for b in ("dense", "event")
-        }
-        runs["plain-loop"] = partial(plain_loop, m, w_in)
-        try:
-            runs["norse"] = norse_model(m, w_in)
-        except ImportError:
-            print("norse is not installed: skipping it (pip install --no-deps norse)")
-        reference = runs["ours-dense"](x)
-        for name, fn in runs.items():
-            differ = int((fn(x) != reference).sum())
-            seconds = _time(partial(fn, x), args.repeats)
-            rows.append(
-                {
-                    "neurons": n,
-                    "impl": name,
-                    "seconds": seconds,
-                    "rate_hz": float(reference.mean()) / m.dt,
-                    "spikes_differing": differ,
-                    "spikes": int(reference.sum()),
-                    "neuron_updates_per_s": args.batch * args.steps * n / seconds,
-                }
-            )
-    base = {(r["neurons"], r["impl"]): r["seconds"] for r in rows}
+        case, case_rows = run_case(n, args, device, peers)
+        cases.append(case)
+        rows.extend(case_rows)
+        print(f"N={n}: done", file=sys.stderr, flush=True)
+    sync(device)
+    memory_method = PeakMemory(device).method
+    check = "none" if args.check_dtype == "none" else f"{args.check_dtype} (batch {min(args.check_batch, args.batch)})"
+
+    print_environment(env, memory_method)
     print(
-        f"device {device}, {args.dtype}, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, "
-        f"10 % recurrence, "
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        f"- setting: {args.dtype} timed runs, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, "
+        f"10 % recurrent density, spikes recorded, best of {args.repeats}; spike check: {check}"
     )
+    print()
+    print("Floors per N (no neuron update; see the docstring):")
+    print()
+    print(
+        "| N | rate Hz | spikes | synaptic events | rows gathered/step (event) | dense floor: T addmm s | GFLOP/s | "
+        "one big GEMM s | GFLOP/s | event floor: row sweep s | GB/s |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for c in cases:
+        print(
+            f"| {c['neurons']} | {c['rate_hz']:.1f} | {c['spikes']:,} | {fmt_count(c['synaptic_events'])} | "
+            f"{c.get('event_rows_per_step', 0):.0f} | {c['dense_floor_s']:.3f} | {c['dense_floor_gflops']:.1f} | "
+            f"{c['big_gemm_s']:.3f} | {c['big_gemm_gflops']:.1f} | {c.get('event_floor_s', 0):.3f} | "
+            f"{c.get('event_floor_gbps', 0):.3g} |"
+        )
+    print()
+    print(
+        "Simulation (x vs P: P's seconds / this row's seconds, >1 = faster than P; floor/time: 1 = at the floor; "
+        "peak MB: added by the run, model MB: weights held; spikes differing: positions differing from ours-dense / "
+        "ours-dense's spikes (agreement = spikes in both / spikes in either)):"
+    )
+    print()
     header = (
         "N",
         "implementation",
         "seconds",
-        "x vs norse",
-        "x vs plain loop",
         "neuron updates/s",
-        "rate Hz",
-        "spikes differing",
+        "synaptic events/s",
+        "peak MB",
+        "model MB",
+        "floor",
+        "floor/time",
+        "x vs norse",
+        "x vs snntorch",
+        "x vs plain loop",
+        "spikes differing (agreement)",
     )
     print("| " + " | ".join(header) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
     for r in rows:
-        norse_s = base.get((r["neurons"], "norse"))
-        plain_s = base[(r["neurons"], "plain-loop")]
-        vs_norse = f"{norse_s / r['seconds']:.2f}" if norse_s else ""
         print(
-            f"| {r['neurons']} | {r['impl']} | {r['seconds']:.3f} | {vs_norse} | {plain_s / r['seconds']:.2f} | "
-            f"{r['neuron_updates_per_s']:.3g} | {r['rate_hz']:.1f} | {r['spikes_differing']} of {r['spikes']} |"
+            f"| {r['neurons']} | {r['impl']} | {r['seconds']:.3f} | {fmt_count(r['neuron_updates_per_s'])} | "
+            f"{fmt_count(r['synaptic_events_per_s'])} | {r['peak_mb']:.1f} | {r['model_mb']:.1f} | "
+            f"{r['floor']} {r['floor_s']:.3f} s | {r['floor_fraction']:.2f} | {_ratio(r, 'norse')} | "
+            f"{_ratio(r, 'snntorch')} | {_ratio(r, 'plain-loop')} | {_agreement(r, args.check_dtype)} |"
         )
+    failed = [
+        f"{r['impl']} at N={r['neurons']} ({r['check_differing']} differing)"
+        for r in rows
+        if r["same_model"] and r.get("check_fraction", 0.0) > args.tolerance
+    ]
+    print()
+    print(
+        "Implementations of our dynamics: ours-dense, ours-event, plain-loop, norse, snntorch (exact mapping). "
+        "snntorch-zero (snnTorch's delayed reset) and snntorch-rleaky (no synaptic current) are other models: "
+        "their spikes are not expected to agree."
+    )
+    if failed:
+        print(f"SPIKE CHECK FAILED (tolerance {args.tolerance}): " + "; ".join(failed))
+    elif args.check_dtype != "none":
+        print(f"Spike check passed: every implementation of our dynamics within tolerance {args.tolerance}.")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        payload = {"environment": env, "memory_method": memory_method, "args": vars(args)}
+        write_json(args.json, {**payload, "cases": cases, "rows": rows})
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
