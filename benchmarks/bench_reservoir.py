@@ -195,7 +195,6 @@ def build(name: str, params: MaelstromParameters, config: MaelstromConfig, w_in:
     if name in OURS:
         return _ours(m, w_in)
     if name == "plain-loop":
-        m.weight_t = torch.empty(0, device=w_in.device, dtype=w_in.dtype)  # the loop does not use W^T
         return _plain_loop(m, w_in)
     if name == "norse":
         return _norse(m, w_in)

@@ -40,7 +40,9 @@ def _cell(value: object) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("runs", nargs="+", type=Path, help="run directories written by 'maelstrom train' or 'maelstrom baseline'")
+    parser.add_argument(
+        "runs", nargs="+", type=Path, help="run directories of 'maelstrom train' or 'maelstrom baseline'"
+    )
     args = parser.parse_args()
     print("| run | " + " | ".join(COLUMNS) + " |")
     print("|---" * (len(COLUMNS) + 1) + "|")

@@ -151,7 +151,9 @@ class Maelstrom(nn.Module):
         as_buffer = dict(device=device, dtype=dtype)
         tau_mem = parameters.tau_mem.to(**as_buffer)
         tau_syn = parameters.tau_syn.to(**as_buffer)
-        self.register_buffer("weight", parameters.weight.to(**as_buffer))
+        # W is laid out transposed in memory (rows = presynaptic neurons, which the event path
+        # gathers); ``weight`` is its [post, pre] view and ``weight_t`` the contiguous W^T, one copy.
+        self.register_buffer("weight", parameters.weight.to(**as_buffer).T.contiguous().T)
         self.register_buffer("excitatory", parameters.excitatory.to(device=device, dtype=torch.bool))
         self.register_buffer("tau_mem", tau_mem)
         self.register_buffer("tau_syn", tau_syn)
@@ -159,14 +161,11 @@ class Maelstrom(nn.Module):
         # from exported time constants steps bit for bit like this one.
         self.register_buffer("beta", euler_decay(tau_mem.double(), config.dt).to(**as_buffer))
         self.register_buffer("alpha", euler_decay(tau_syn.double(), config.dt).to(**as_buffer))
-        # W^T, rows = presynaptic neurons: the event path gathers the rows of the neurons that spiked.
-        self.register_buffer("weight_t", self.weight.T.contiguous(), persistent=False)
-        self.register_load_state_dict_post_hook(Maelstrom._sync_weight_t)
 
-    @staticmethod
-    def _sync_weight_t(module: Maelstrom, _incompatible: object) -> None:
-        with torch.no_grad():
-            module.weight_t.copy_(module.weight.T)
+    @property
+    def weight_t(self) -> Tensor:
+        """W^T ``[pre, post]``, a view of ``weight`` (contiguous: see the layout note in ``__init__``)."""
+        return self.weight.T
 
     @property
     def backend(self) -> str:
