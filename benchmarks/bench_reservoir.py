@@ -8,8 +8,10 @@ and returns the spikes ``[B, T, N]``; the input projection is inside the timed c
 
 Implementations (``--peers`` picks the peers; ours are always run):
 
-- ``ours-dense`` / ``ours-event``: ``Maelstrom.run`` with the dense backend (one ``addmm`` with all
-  of W^T per step) or the event backend (only the rows of W^T of neurons that spiked in the batch).
+- ``ours-dense`` / ``ours-event`` (CPU) / ``ours-graph`` (CUDA): ``Maelstrom.run`` with the dense
+  backend (one ``addmm`` with all of W^T per step, launched step by step), the event backend (only
+  the rows of W^T of neurons that spiked in the batch) or the graph backend (the dense steps
+  captured in CUDA graphs of 64 steps and replayed: no per-step Python or launch overhead).
 - ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
   then ``cuba_lif_step``).
 - ``norse``: ``norse.torch.LIFRecurrent`` with our per-neuron time constants; the same dynamics.
@@ -41,7 +43,8 @@ Columns: seconds (best of ``--repeats``), neuron updates/s (``B T N / s``), syna
 memory added by the run over what was resident before it (see ``_common.PeakMemory``; the run
 includes the recorded spikes), model MB (tensors the implementation holds: weights, decays),
 floor and floor/time, speed-up against each peer. Floors: ``dense`` = a tight loop of T
-``addmm([B, N] x [N, N])`` with no neuron update; ``event`` = a pure read of the rows of W^T that
+``addmm([B, N] x [N, N])`` with no neuron update (on CUDA captured in one CUDA graph, so it is the
+kernels' time alone); ``event`` = a pure read of the rows of W^T that
 the event path actually gathered, step by step (``embedding_bag`` sum of those rows, which reads
 each row once and writes one [N] row). Also reported per N: the same T steps as one big GEMM
 ``[B T, N] x [N, N]`` (in row chunks), the compute limit without the step-by-step dependency.
@@ -72,8 +75,9 @@ from spiking_maelstrom.maelstrom import MaelstromParameters, draw_parameters
 from spiking_maelstrom.neuron import cuba_lif_step
 
 PEERS = ("plain-loop", "norse", "snntorch", "snntorch-zero", "snntorch-rleaky")
-OURS = ("ours-dense", "ours-event")
-EXACT = {"ours-dense", "ours-event", "plain-loop", "norse", "snntorch"}  # run our dynamics
+OURS = {"cpu": ("ours-dense", "ours-event"), "cuda": ("ours-dense", "ours-graph")}
+BACKEND = {"ours-dense": "dense", "ours-event": "event", "ours-graph": "graph"}
+EXACT = {*BACKEND, "plain-loop", "norse", "snntorch"}  # run our dynamics
 GEMM_ROWS = 4096  # row chunk of the big-GEMM floor
 
 
@@ -190,9 +194,8 @@ def _snntorch(m: Maelstrom, w_in: Tensor, variant: str) -> Impl:
 
 def build(name: str, params: MaelstromParameters, config: MaelstromConfig, w_in: Tensor) -> Impl:
     """Implementation ``name`` on ``params`` in the dtype and device of ``w_in``."""
-    backend = "event" if name == "ours-event" else "dense"
-    m = Maelstrom(config, w_in.device, w_in.dtype, backend=backend, parameters=params)
-    if name in OURS:
+    m = Maelstrom(config, w_in.device, w_in.dtype, backend=BACKEND.get(name, "dense"), parameters=params)
+    if name in BACKEND:
         return _ours(m, w_in)
     if name == "plain-loop":
         return _plain_loop(m, w_in)
@@ -218,7 +221,14 @@ def dense_floor(batch: int, steps: int, n: int, rate: float, device: torch.devic
         for _ in range(steps):
             torch.addmm(bias, z, wt, out=out)
 
-    loop_s = best_time(loop, repeats, device)
+    if device.type == "cuda":
+        loop()  # warm-up (cuBLAS workspace) before capture
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            loop()
+        loop_s = best_time(graph.replay, repeats, device)
+    else:
+        loop_s = best_time(loop, repeats, device)
     rows = batch * steps
     chunk = min(rows, GEMM_ROWS)
     a = (torch.rand(chunk, n, generator=g) < max(rate, 1e-3)).to(device, dtype)
@@ -277,7 +287,7 @@ def run_case(n: int, args: argparse.Namespace, device: torch.device, peers: list
     config = MaelstromConfig(n_neurons=n, seed=0, radius_method="circular-law")
     params = draw_parameters(config)
     out_degree = (params.weight != 0).sum(0).to(device)  # W[post, pre]: column j = targets of j
-    names = [*OURS, *peers]
+    names = [*OURS[device.type], *peers]
     w_in32 = _input_weights(n, args.inputs, device)
     x_full = _inputs(args.batch, args.steps, args.inputs, device)
     rows = {name: {"neurons": n, "impl": name, "same_model": name in EXACT} for name in names}
@@ -475,9 +485,9 @@ def main() -> None:
     ]
     print()
     print(
-        "Implementations of our dynamics: ours-dense, ours-event, plain-loop, norse, snntorch (exact mapping). "
-        "snntorch-zero (snnTorch's delayed reset) and snntorch-rleaky (no synaptic current) are other models: "
-        "their spikes are not expected to agree."
+        "Implementations of our dynamics: ours-dense, ours-event, ours-graph, plain-loop, norse, "
+        "snntorch (exact mapping). snntorch-zero (snnTorch's delayed reset) and snntorch-rleaky "
+        "(no synaptic current) are other models: their spikes are not expected to agree."
     )
     if failed:
         print(f"SPIKE CHECK FAILED (tolerance {args.tolerance}): " + "; ".join(failed))

@@ -140,7 +140,10 @@ def draw_connectivity(
     if radius > 0:
         current = spectral_radius(weight, radius_method)
         if current == 0.0:
-            raise ValueError("the drawn network has no connections: raise the connection probabilities")
+            raise ValueError(
+                "the drawn network has spectral radius 0 (too few connections to form a loop): "
+                "raise the connection probabilities or n_neurons"
+            )
         # Rounded so that last-bit differences between LAPACK builds cannot change the weights.
         weight = weight * float(f"{radius / current:.10g}")
     else:

@@ -13,11 +13,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from . import fused
 from .connectivity import draw_connectivity
 from .device import resolve_device
 from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
 
-BACKENDS = ("auto", "dense", "event")
+BACKENDS = ("auto", "dense", "event", "graph")
+GRAPH_CHUNK = 64  # steps per CUDA-graph replay: one launch, not ~10 kernel launches, per step
+GRAPH_CACHE = 4  # captured graphs kept per maelstrom (each holds its chunk of inputs and spikes)
 
 DEFAULT_PROBABILITIES = {
     # Sparse random network; every pathway 10 %.
@@ -161,6 +164,8 @@ class Maelstrom(nn.Module):
         # from exported time constants steps bit for bit like this one.
         self.register_buffer("beta", euler_decay(tau_mem.double(), config.dt).to(**as_buffer))
         self.register_buffer("alpha", euler_decay(tau_syn.double(), config.dt).to(**as_buffer))
+        potentials = torch.tensor([config.v_threshold, config.v_reset, config.v_leak], dtype=torch.float64)
+        self.register_buffer("potentials", potentials.to(**as_buffer), persistent=False)  # for the fused step
 
     @property
     def weight_t(self) -> Tensor:
@@ -170,9 +175,11 @@ class Maelstrom(nn.Module):
     @property
     def backend(self) -> str:
         """How the recurrent input is computed: ``dense`` (one matmul with all of W), ``event``
-        (only the rows of W^T of neurons that spiked in the batch: cost follows the spikes), or
-        ``auto`` (event on the CPU while fewer than a quarter of the neurons spiked, else dense;
-        always dense on CUDA, where a data-dependent gather would stall the stream)."""
+        (only the rows of W^T of neurons that spiked in the batch: cost follows the spikes),
+        ``graph`` (CUDA only: ``run`` replays a captured CUDA graph of ``GRAPH_CHUNK`` dense steps,
+        so the time loop costs no Python or launch overhead per step), or ``auto`` (on the CPU,
+        event while fewer than a quarter of the neurons spiked, else dense; on CUDA, graph in
+        ``run`` and dense in ``step``, since a data-dependent gather would stall the stream)."""
         return self._backend
 
     @backend.setter
@@ -180,6 +187,7 @@ class Maelstrom(nn.Module):
         if value not in BACKENDS:
             raise ValueError(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}")
         self._backend = value
+        self._graphs: dict[tuple, _ChunkGraph] = {}
 
     @property
     def n_neurons(self) -> int:
@@ -212,11 +220,13 @@ class Maelstrom(nn.Module):
             )
         if self.config.recurrent:
             current = self._add_recurrent(current, state.z)
+        if current.is_cuda and fused.available():
+            return fused.cuba_lif_step(current, state, self.beta, self.alpha, self.potentials)
         c = self.config
         return cuba_lif_step(current, state, self.beta, self.alpha, c.v_threshold, c.v_reset, c.v_leak)
 
     def _add_recurrent(self, current: Tensor, z: Tensor) -> Tensor:
-        if self._backend == "dense" or (self._backend == "auto" and z.is_cuda):
+        if self._backend in ("dense", "graph") or (self._backend == "auto" and z.is_cuda):
             return torch.addmm(current, z, self.weight_t)
         active = z.any(0).nonzero().squeeze(1)
         if self._backend == "auto" and 4 * active.numel() > self.n_neurons:
@@ -233,15 +243,78 @@ class Maelstrom(nn.Module):
         (None when ``record=False``) and the final state, to continue from in the next chunk."""
         if currents.dim() != 3:
             raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
-        batch, steps, _ = currents.shape
+        batch, steps, channels = currents.shape
+        if channels != self.n_neurons:
+            raise ValueError(f"input current has {channels} channels; the maelstrom has {self.n_neurons} neurons")
         state = self.init_state(batch) if state is None else state
         spikes = (
             torch.empty(batch, steps, self.n_neurons, device=self.weight.device, dtype=self.weight.dtype)
             if record
             else None
         )
+        if self._uses_graph():
+            currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
+            for start in range(0, steps, GRAPH_CHUNK):
+                stop = min(start + GRAPH_CHUNK, steps)
+                out = spikes[:, start:stop] if spikes is not None else None
+                state = self._graph(batch, stop - start, record).replay(currents[:, start:stop], state, out)
+            return spikes, state
         for t in range(steps):
             state = self.step(currents[:, t], state)
             if spikes is not None:
                 spikes[:, t] = state.z
         return spikes, state
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Maelstrom:
+        self._graphs.clear()  # captured graphs point at the buffers being moved or cast
+        return super()._apply(fn, recurse)
+
+    def _uses_graph(self) -> bool:
+        if self._backend == "graph" and not self.weight.is_cuda:
+            raise ValueError("backend 'graph' needs the maelstrom on a CUDA device; use 'auto' on the CPU")
+        return self.weight.is_cuda and self._backend in ("auto", "graph")
+
+    def _graph(self, batch: int, steps: int, record: bool) -> _ChunkGraph:
+        key = (batch, steps, record, self.weight.data_ptr(), self.weight.dtype)
+        if key not in self._graphs:
+            if len(self._graphs) >= GRAPH_CACHE:
+                self._graphs.pop(next(iter(self._graphs)))
+            self._graphs[key] = _ChunkGraph(self, batch, steps, record)
+        return self._graphs[key]
+
+
+class _ChunkGraph:
+    """A CUDA graph of ``steps`` maelstrom steps on static buffers: the inputs are copied in, the
+    graph replayed, the state and spikes copied out (so callers never see the static buffers)."""
+
+    def __init__(self, maelstrom: Maelstrom, batch: int, steps: int, record: bool) -> None:
+        self.maelstrom = maelstrom
+        self.state = maelstrom.init_state(batch)
+        self.currents = self.state.v.new_zeros(batch, steps, maelstrom.n_neurons)
+        self.spikes = torch.zeros_like(self.currents) if record else None
+        side = torch.cuda.Stream(self.currents.device)
+        side.wait_stream(torch.cuda.current_stream(self.currents.device))
+        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+            self._steps()
+        torch.cuda.current_stream(self.currents.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self._steps()
+
+    def _steps(self) -> None:
+        state = self.state
+        for t in range(self.currents.shape[1]):
+            state = self.maelstrom.step(self.currents[:, t], state)
+            if self.spikes is not None:
+                self.spikes[:, t].copy_(state.z)
+        for static, new in zip(self.state, state, strict=True):
+            static.copy_(new)
+
+    def replay(self, currents: Tensor, state: CubaLIFState, spikes: Tensor | None) -> CubaLIFState:
+        self.currents.copy_(currents)
+        for static, given in zip(self.state, state, strict=True):
+            static.copy_(given)
+        self.graph.replay()
+        if spikes is not None:
+            spikes.copy_(self.spikes)
+        return CubaLIFState(*(s.clone() for s in self.state))

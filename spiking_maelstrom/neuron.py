@@ -59,7 +59,8 @@ def cuba_lif_step(
     v = beta * state.v + (1.0 - beta) * (v_leak + i)
     spiked = v > v_threshold
     z = spiked.to(v.dtype)
-    v = torch.where(spiked, torch.as_tensor(v_reset, dtype=v.dtype, device=v.device), v)
+    # masked_fill with a Python number needs no host-to-device copy, so the step can be graph-captured.
+    v = v.masked_fill(spiked, v_reset) if isinstance(v_reset, float | int) else torch.where(spiked, v_reset, v)
     return CubaLIFState(v=v, i=i, z=z)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking_maelstrom import Maelstrom, MaelstromConfig, TrainConfig, Trainer, load_task
+from spiking_maelstrom import Maelstrom, MaelstromConfig, TrainConfig, Trainer, fused, load_task
+from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step
 
 from .conftest import TINY_RANDMAN, tiny_network
 
@@ -34,4 +35,47 @@ def test_auto_device_is_cuda_and_training_runs_there():
     trainer = Trainer(net, task, TrainConfig(epochs=1, encoder_rule="local", batch_size=16), progress=False)
     trainer.fit()
     assert trainer.evaluate(task.test)["samples"] == 30
-    assert Maelstrom(MaelstromConfig(n_neurons=10), device="auto").weight.is_cuda
+    assert Maelstrom(MaelstromConfig(n_neurons=50), device="auto").weight.is_cuda
+
+
+def test_graph_backend_gives_the_eager_spikes_and_state_across_chunks():
+    """CUDA graphs replay 64-step chunks (plus a shorter last one); spikes, final state and a
+    continued run must equal the step-by-step dense loop exactly (same kernels, float64)."""
+    config = MaelstromConfig(n_neurons=200, seed=3)
+    eager = Maelstrom(config, device="cuda", dtype=torch.float64, backend="dense")
+    graph = Maelstrom(config, device="cuda", dtype=torch.float64)  # auto: graph in run() on CUDA
+    currents = 1.5 * torch.rand(3, 150, 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    currents = currents.cuda()
+    spikes_eager, state_eager = eager.run(currents)
+    spikes_graph, state_graph = graph.run(currents)
+    assert spikes_eager.sum() > 0
+    assert torch.equal(spikes_eager, spikes_graph)
+    for a, b in zip(state_eager, state_graph, strict=True):
+        assert torch.equal(a, b)
+    # Continuing from a state, and without recording, gives the same as one long run.
+    _, mid = graph.run(currents[:, :70], record=False)
+    rest, end = graph.run(currents[:, 70:], mid)
+    assert torch.equal(rest, spikes_eager[:, 70:])
+    assert torch.equal(end.v, state_eager.v)
+    # Moving the maelstrom drops the graphs that point at the old buffers.
+    graph.to(torch.float32)
+    assert not graph._graphs
+    assert graph.run(currents.float())[0].shape == spikes_eager.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_step_is_bit_exact_with_the_pytorch_step(dtype):
+    """The Triton step rounds every operation as PyTorch does (no fused multiply-add)."""
+    if not fused.available():
+        pytest.skip("Triton is not installed")
+    g = torch.Generator().manual_seed(4)
+    batch, n = 5, 333  # not a multiple of the kernel's block
+    state = CubaLIFState(*(torch.randn(batch, n, generator=g, dtype=dtype).cuda() for _ in range(3)))
+    current = 2 * torch.randn(batch, n, generator=g, dtype=dtype).cuda()
+    beta, alpha = (torch.rand(n, generator=g, dtype=dtype).cuda() for _ in range(2))
+    potentials = torch.tensor([0.7, -0.2, 0.1], dtype=dtype).cuda()
+    got = fused.cuba_lif_step(current, state, beta, alpha, potentials)
+    want = cuba_lif_step(current, state, beta, alpha, 0.7, -0.2, 0.1)
+    assert want.z.sum() > 0
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
