@@ -158,6 +158,8 @@ def test_event_and_dense_backends_give_the_same_spikes_in_float64(rate):
     assert torch.equal(spikes["dense"], spikes["event"]) and torch.equal(spikes["dense"], spikes["auto"])
     with pytest.raises(ValueError, match="unknown backend 'csr'"):
         Maelstrom(config, backend="csr")
+    with pytest.raises(ValueError, match="backend 'graph' needs the maelstrom on a CUDA device"):
+        Maelstrom(config, backend="graph").run(currents.float())
 
 
 def test_loading_weights_keeps_the_event_path_in_step():
