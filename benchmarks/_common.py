@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import io
 import json
 import os
 import platform
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from spiking_maelstrom.files import atomic_write
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MB = 1 << 20
@@ -146,9 +149,12 @@ class PeakMemory:
 
 
 def tensor_bytes(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> int:
-    """Bytes held by ``tensors``, each storage counted once."""
+    """Bytes held by ``tensors``, each storage counted once (a sparse CSR tensor by its arrays)."""
     seen, total = set(), 0
     for t in tensors:
+        if t.layout == torch.sparse_csr:
+            total += tensor_bytes([t.crow_indices(), t.col_indices(), t.values()])
+            continue
         storage = t.untyped_storage()
         key = (storage.data_ptr(), t.device)
         if key not in seen:
@@ -202,8 +208,32 @@ def print_environment(env: dict[str, Any], memory_method: str) -> None:
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as indented JSON."""
-    Path(path).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    """Write ``payload`` as indented JSON, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+
+@contextlib.contextmanager
+def markdown_report(path: str | Path | None) -> Iterator[None]:
+    """Print the report as usual and, with a ``path``, also write it there (atomically) as Markdown."""
+    if path is None:
+        yield
+        return
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, buffer)):
+        yield
+    with atomic_write(path) as tmp:
+        tmp.write_text(buffer.getvalue())
 
 
 def fmt_count(value: float) -> str:

@@ -8,10 +8,12 @@ and returns the spikes ``[B, T, N]``; the input projection is inside the timed c
 
 Implementations (``--peers`` picks the peers; ours are always run):
 
-- ``ours-dense`` / ``ours-event`` (CPU) / ``ours-graph`` (CUDA): ``Maelstrom.run`` with the dense
-  backend (one ``addmm`` with all of W^T per step, launched step by step), the event backend (only
-  the rows of W^T of neurons that spiked in the batch) or the graph backend (the dense steps
-  captured in CUDA graphs of 64 steps and replayed: no per-step Python or launch overhead).
+- ``ours-dense``, ``ours-event``, ``ours-sparse``, ``ours-auto`` (CPU) and ``ours-graph`` (CUDA):
+  ``Maelstrom.run`` with the dense backend (one ``addmm`` with all of W^T per step), the event
+  backend (the spikes as a CSR matrix times W^T: each sample sums the rows of the neurons that
+  spiked), the sparse backend (W as a CSR matrix times the spikes), auto (the cheapest of the
+  three each step, what users get by default) or the graph backend (the dense steps captured in
+  CUDA graphs of 64 steps and replayed: no per-step Python or launch overhead).
 - ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
   then ``cuba_lif_step``).
 - ``norse``: ``norse.torch.LIFRecurrent`` with our per-neuron time constants; the same dynamics.
@@ -44,9 +46,12 @@ memory added by the run over what was resident before it (see ``_common.PeakMemo
 includes the recorded spikes), model MB (tensors the implementation holds: weights, decays),
 floor and floor/time, speed-up against each peer. Floors: ``dense`` = a tight loop of T
 ``addmm([B, N] x [N, N])`` with no neuron update (on CUDA captured in one CUDA graph, so it is the
-kernels' time alone); ``event`` = a pure read of the rows of W^T that
-the event path actually gathered, step by step (``embedding_bag`` sum of those rows, which reads
-each row once and writes one [N] row). Also reported per N: the same T steps as one big GEMM
+kernels' time alone); ``event`` = a pure read, step by step, of the rows of W^T the event
+path adds up (one row per spike of the previous step, summed per sample by ``embedding_bag``,
+which reads each row and writes one [N] row per sample); ``sparse`` = T reads of W's CSR arrays
+(values and column indices), the memory the sparse product must stream each step. ``ours-auto``
+is held to the dense floor: the GEMM of the same arithmetic, which it is meant to beat.
+Also reported per N: the same T steps as one big GEMM
 ``[B T, N] x [N, N]`` (in row chunks), the compute limit without the step-by-step dependency.
 
 Example (the issue's table; the lead runs it)::
@@ -67,7 +72,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from _common import MB, PeakMemory, best_time, environment, fmt_count, print_environment, sync, tensor_bytes, write_json
+from _common import (
+    MB,
+    PeakMemory,
+    best_time,
+    environment,
+    fmt_count,
+    markdown_report,
+    print_environment,
+    sync,
+    tensor_bytes,
+    write_json,
+)
 from torch import Tensor
 
 from spiking_maelstrom import Maelstrom, MaelstromConfig
@@ -75,8 +91,9 @@ from spiking_maelstrom.maelstrom import MaelstromParameters, draw_parameters
 from spiking_maelstrom.neuron import cuba_lif_step
 
 PEERS = ("plain-loop", "norse", "snntorch", "snntorch-zero", "snntorch-rleaky")
-OURS = {"cpu": ("ours-dense", "ours-event"), "cuda": ("ours-dense", "ours-graph")}
-BACKEND = {"ours-dense": "dense", "ours-event": "event", "ours-graph": "graph"}
+OURS = {"cpu": ("ours-dense", "ours-auto", "ours-event", "ours-sparse"), "cuda": ("ours-dense", "ours-graph")}
+BACKEND = {name: name.removeprefix("ours-") for name in {*OURS["cpu"], *OURS["cuda"]}}
+FLOOR = {"event": "event", "sparse": "sparse"}  # the other backends are held to the dense floor
 EXACT = {*BACKEND, "plain-loop", "norse", "snntorch"}  # run our dynamics
 GEMM_ROWS = 4096  # row chunk of the big-GEMM floor
 
@@ -103,7 +120,10 @@ class Impl:
 
 def _ours(m: Maelstrom, w_in: Tensor) -> Impl:
     """Input projected for all steps in one matmul (no feedback), then the maelstrom."""
-    return Impl(lambda x: m.run(x @ w_in.T)[0], [*m.buffers(), w_in], "event" if m.backend == "event" else "dense", [m])
+    held = [*m.buffers(), w_in] + (
+        [m.sparse_weight] if m.backend in ("sparse", "auto") and not m.weight.is_cuda else []
+    )
+    return Impl(lambda x: m.run(x @ w_in.T)[0], held, FLOOR.get(m.backend, "dense"), [m])
 
 
 def _plain_loop(m: Maelstrom, w_in: Tensor) -> Impl:
@@ -243,22 +263,35 @@ def dense_floor(batch: int, steps: int, n: int, rate: float, device: torch.devic
 
 
 def event_floor(spikes: Tensor, weight_t: Tensor, repeats: int) -> tuple[float, int]:
-    """Seconds to read, step by step, the rows of ``W^T`` the event path gathered for ``spikes``
-    (step t reads the rows of the neurons that spiked at t - 1 in any sample), and the row count."""
-    active = spikes.detach().bool().any(0)[:-1]  # [T - 1, N]: the rows gathered at steps 1..T-1
-    index = [a.nonzero().squeeze(1) for a in active]
-    index = [i for i in index if i.numel()]
-    rows = sum(int(i.numel()) for i in index)
-    if not index:
-        return 0.0, 0
-    offsets = torch.zeros(1, dtype=torch.long, device=weight_t.device)
+    """Seconds to read, step by step, the rows of ``W^T`` the event path adds up for ``spikes``
+    (step t reads, per sample, the rows of the neurons that spiked at t - 1), and the row count."""
+    batch = spikes.shape[0]
+    bags = []
+    for z in spikes.detach().bool()[:, :-1].unbind(1):  # the spikes read at steps 1..T-1
+        sample, neuron = z.nonzero(as_tuple=True)
+        if neuron.numel():
+            offsets = torch.searchsorted(sample, torch.arange(batch, device=sample.device))
+            bags.append((neuron, offsets))
+    rows = sum(int(neuron.numel()) for neuron, _ in bags)
     embedding_bag = torch.nn.functional.embedding_bag
 
     def sweep() -> None:
-        for i in index:
-            embedding_bag(i, weight_t, offsets, mode="sum")
+        for neuron, offsets in bags:
+            embedding_bag(neuron, weight_t, offsets, mode="sum")
 
-    return best_time(sweep, repeats, weight_t.device), rows
+    return (best_time(sweep, repeats, weight_t.device), rows) if bags else (0.0, 0)
+
+
+def sparse_floor(csr: Tensor, steps: int, repeats: int) -> float:
+    """Seconds for ``steps`` reads of a CSR matrix's values and column indices."""
+    values, columns = csr.values(), csr.col_indices()
+
+    def sweep() -> None:
+        for _ in range(steps):
+            values.sum()
+            columns.sum()
+
+    return best_time(sweep, repeats, values.device)
 
 
 def _compare(spikes: Tensor, reference: Tensor, prefix: str = "") -> dict:
@@ -327,6 +360,8 @@ def run_case(n: int, args: argparse.Namespace, device: torch.device, peers: list
         if name == "ours-event":
             case["event_floor_s"], case["event_rows"] = event_floor(spikes, impl.keep[0].weight_t, args.repeats)
             case["event_rows_per_step"] = case["event_rows"] / max(1, args.steps - 1)
+        if name == "ours-sparse":
+            case["sparse_floor_s"] = sparse_floor(impl.keep[0].sparse_weight, args.steps, args.repeats)
         events = synaptic_events(spikes, out_degree)
         rows[name].update(_compare(spikes_bool, reference))
         del spikes, spikes_bool
@@ -360,7 +395,7 @@ def run_case(n: int, args: argparse.Namespace, device: torch.device, peers: list
     out = []
     for name in names:
         r = rows[name]
-        r["floor_s"] = case["dense_floor_s"] if r["floor"] == "dense" else case.get("event_floor_s", 0.0)
+        r["floor_s"] = case.get(f"{r['floor']}_floor_s", 0.0)
         r["floor_fraction"] = r["floor_s"] / r["seconds"]
         for peer in ("norse", "snntorch", "plain-loop"):
             if peer in rows:
@@ -411,6 +446,7 @@ def main() -> None:
         help="largest fraction of differing spikes in the check allowed to implementations of our dynamics",
     )
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--markdown", help="also write the printed tables to this Markdown file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -427,72 +463,73 @@ def main() -> None:
     memory_method = PeakMemory(device).method
     check = "none" if args.check_dtype == "none" else f"{args.check_dtype} (batch {min(args.check_batch, args.batch)})"
 
-    print_environment(env, memory_method)
-    print(
-        f"- setting: {args.dtype} timed runs, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, "
-        f"10 % recurrent density, spikes recorded, best of {args.repeats}; spike check: {check}"
-    )
-    print()
-    print("Floors per N (no neuron update; see the docstring):")
-    print()
-    print(
-        "| N | rate Hz | spikes | synaptic events | rows gathered/step (event) | dense floor: T addmm s | GFLOP/s | "
-        "one big GEMM s | GFLOP/s | event floor: row sweep s | GB/s |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for c in cases:
+    with markdown_report(args.markdown):
+        print_environment(env, memory_method)
         print(
-            f"| {c['neurons']} | {c['rate_hz']:.1f} | {c['spikes']:,} | {fmt_count(c['synaptic_events'])} | "
-            f"{c.get('event_rows_per_step', 0):.0f} | {c['dense_floor_s']:.3f} | {c['dense_floor_gflops']:.1f} | "
-            f"{c['big_gemm_s']:.3f} | {c['big_gemm_gflops']:.1f} | {c.get('event_floor_s', 0):.3f} | "
-            f"{c.get('event_floor_gbps', 0):.3g} |"
+            f"- setting: {args.dtype} timed runs, batch {args.batch}, T {args.steps}, {args.inputs} inputs at 5 %, "
+            f"10 % recurrent density, spikes recorded, best of {args.repeats}; spike check: {check}"
         )
-    print()
-    print(
-        "Simulation (x vs P: P's seconds / this row's seconds, >1 = faster than P; floor/time: 1 = at the floor; "
-        "peak MB: added by the run, model MB: weights held; spikes differing: positions differing from ours-dense / "
-        "ours-dense's spikes (agreement = spikes in both / spikes in either)):"
-    )
-    print()
-    header = (
-        "N",
-        "implementation",
-        "seconds",
-        "neuron updates/s",
-        "synaptic events/s",
-        "peak MB",
-        "model MB",
-        "floor",
-        "floor/time",
-        "x vs norse",
-        "x vs snntorch",
-        "x vs plain loop",
-        "spikes differing (agreement)",
-    )
-    print("| " + " | ".join(header) + " |")
-    print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
-    for r in rows:
+        print()
+        print("Floors per N (no neuron update; see the docstring):")
+        print()
         print(
-            f"| {r['neurons']} | {r['impl']} | {r['seconds']:.3f} | {fmt_count(r['neuron_updates_per_s'])} | "
-            f"{fmt_count(r['synaptic_events_per_s'])} | {r['peak_mb']:.1f} | {r['model_mb']:.1f} | "
-            f"{r['floor']} {r['floor_s']:.3f} s | {r['floor_fraction']:.2f} | {_ratio(r, 'norse')} | "
-            f"{_ratio(r, 'snntorch')} | {_ratio(r, 'plain-loop')} | {_agreement(r, args.check_dtype)} |"
+            "| N | rate Hz | spikes | synaptic events | rows read/step (event) | dense floor: T addmm s | GFLOP/s | "
+            "one big GEMM s | GFLOP/s | event floor: row sweep s | GB/s | sparse floor: CSR sweep s |"
         )
-    failed = [
-        f"{r['impl']} at N={r['neurons']} ({r['check_differing']} differing)"
-        for r in rows
-        if r["same_model"] and r.get("check_fraction", 0.0) > args.tolerance
-    ]
-    print()
-    print(
-        "Implementations of our dynamics: ours-dense, ours-event, ours-graph, plain-loop, norse, "
-        "snntorch (exact mapping). snntorch-zero (snnTorch's delayed reset) and snntorch-rleaky "
-        "(no synaptic current) are other models: their spikes are not expected to agree."
-    )
-    if failed:
-        print(f"SPIKE CHECK FAILED (tolerance {args.tolerance}): " + "; ".join(failed))
-    elif args.check_dtype != "none":
-        print(f"Spike check passed: every implementation of our dynamics within tolerance {args.tolerance}.")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for c in cases:
+            print(
+                f"| {c['neurons']} | {c['rate_hz']:.1f} | {c['spikes']:,} | {fmt_count(c['synaptic_events'])} | "
+                f"{c.get('event_rows_per_step', 0):.0f} | {c['dense_floor_s']:.3f} | {c['dense_floor_gflops']:.1f} | "
+                f"{c['big_gemm_s']:.3f} | {c['big_gemm_gflops']:.1f} | {c.get('event_floor_s', 0):.3f} | "
+                f"{c.get('event_floor_gbps', 0):.3g} | {c.get('sparse_floor_s', 0):.3f} |"
+            )
+        print()
+        print(
+            "Simulation (x vs P: P's seconds / this row's seconds, >1 = faster than P; floor/time: 1 = at the floor; "
+            "peak MB: added by the run, model MB: weights held; spikes differing: positions differing from "
+            "ours-dense / ours-dense's spikes (agreement = spikes in both / spikes in either)):"
+        )
+        print()
+        header = (
+            "N",
+            "implementation",
+            "seconds",
+            "neuron updates/s",
+            "synaptic events/s",
+            "peak MB",
+            "model MB",
+            "floor",
+            "floor/time",
+            "x vs norse",
+            "x vs snntorch",
+            "x vs plain loop",
+            "spikes differing (agreement)",
+        )
+        print("| " + " | ".join(header) + " |")
+        print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+        for r in rows:
+            print(
+                f"| {r['neurons']} | {r['impl']} | {r['seconds']:.3f} | {fmt_count(r['neuron_updates_per_s'])} | "
+                f"{fmt_count(r['synaptic_events_per_s'])} | {r['peak_mb']:.1f} | {r['model_mb']:.1f} | "
+                f"{r['floor']} {r['floor_s']:.3f} s | {r['floor_fraction']:.2f} | {_ratio(r, 'norse')} | "
+                f"{_ratio(r, 'snntorch')} | {_ratio(r, 'plain-loop')} | {_agreement(r, args.check_dtype)} |"
+            )
+        failed = [
+            f"{r['impl']} at N={r['neurons']} ({r['check_differing']} differing)"
+            for r in rows
+            if r["same_model"] and r.get("check_fraction", 0.0) > args.tolerance
+        ]
+        print()
+        print(
+            "Implementations of our dynamics: every ours-*, plain-loop, norse, "
+            "snntorch (exact mapping). snntorch-zero (snnTorch's delayed reset) and snntorch-rleaky "
+            "(no synaptic current) are other models: their spikes are not expected to agree."
+        )
+        if failed:
+            print(f"SPIKE CHECK FAILED (tolerance {args.tolerance}): " + "; ".join(failed))
+        elif args.check_dtype != "none":
+            print(f"Spike check passed: every implementation of our dynamics within tolerance {args.tolerance}.")
     if args.json:
         payload = {"environment": env, "memory_method": memory_method, "args": vars(args)}
         write_json(args.json, {**payload, "cases": cases, "rows": rows})

@@ -12,6 +12,9 @@ Methods (``--methods``):
   readout of spike traces and currents at every step) trained online: each batch is one
   ``learning.train_batch`` (what ``Trainer.train_epoch`` runs per batch; no gradient crosses the
   spikes or the recurrence, windows of ``--window`` steps, Adam as built by ``Trainer``).
+- ``ours-<rule>-ff``: the same without top-down feedback (``--no-feedback``, the setting of the best
+  real-data results): the encoder then sees every step of a window in one call and the readout
+  reads them in one call, so only the maelstrom steps one at a time.
 - ``bptt``: an snnTorch recurrent SNN of the same size trained with backpropagation through time
   and surrogate gradients: ``nn.Linear(700, N)`` -> ``snntorch.RSynaptic`` (or ``RLeaky`` with
   ``--bptt-neuron rleaky``; all-to-all trainable ``nn.Linear(N, N)`` recurrence, snnTorch's default
@@ -28,7 +31,9 @@ Part 1, cost per epoch as T grows (``--steps``): one epoch over ``--train-sample
 ``data s`` column is one pass over the loader alone), and the peak memory the epoch added to what
 was resident before it (``_common.PeakMemory``; the model and data set are built before). The
 input batch ``[B, T, 700]`` float32 is part of every method's peak: ``input MB`` gives its size,
-and ``data s`` / ``data MB`` the time and peak of one pass over the loader with no training.
+and ``data s`` / ``data MB`` the time and peak of one pass over the loader with no training. On
+the CPU the RSS also counts glibc's heap, which keeps freed per-step temporaries: run with
+``MALLOC_MMAP_THRESHOLD_=65536`` to see the tensors' own peak.
 
 Part 2, accuracy after a fixed budget at ``--acc-steps``: every method trains ``--acc-epochs``
 epochs on ``--acc-train-samples`` samples (0: all), test accuracy after each epoch; with
@@ -54,7 +59,7 @@ import warnings
 from typing import Any
 
 import torch
-from _common import MB, PeakMemory, environment, print_environment, sync, write_json
+from _common import MB, PeakMemory, environment, markdown_report, print_environment, sync, write_json
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -64,14 +69,16 @@ from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
 from spiking_maelstrom.trainer import TrainConfig, Trainer, evaluate_network
 
-METHODS = ("ours-dfa", "ours-local", "ours-frozen", "bptt")
+RULES = ("dfa", "local", "frozen")
+METHODS = (*(f"ours-{r}" for r in RULES), *(f"ours-{r}-ff" for r in RULES), "bptt")
 
 
 class OursMethod:
     """A Maelstrom network and the optimiser and encoder rule ``Trainer`` builds for it."""
 
-    def __init__(self, task: Task, rule: str, args: argparse.Namespace, device: torch.device) -> None:
-        config = network_config_for(task, maelstrom={"n_neurons": args.neurons, "seed": args.seed}, seed=args.seed)
+    def __init__(self, task: Task, rule: str, feedback: bool, args: argparse.Namespace, device: torch.device) -> None:
+        maelstrom = {"n_neurons": args.neurons, "seed": args.seed}
+        config = network_config_for(task, maelstrom=maelstrom, seed=args.seed, feedback=feedback)
         self.network = build_network(config, device)
         train = TrainConfig(
             batch_size=args.batch,
@@ -125,11 +132,13 @@ class BPTTNet(nn.Module):
         batch, steps = x.shape[:2]
         spk = syn = mem = torch.zeros(batch, self.n, device=x.device, dtype=cur.dtype)
         count = torch.zeros_like(spk)
-        for t in range(steps):
+        # unbind: one backward node for all steps; slicing cur[:, t] per step would make the
+        # backward zero-fill a [B, T, N] gradient once per step (T^2; measured 7x slower at T=500).
+        for cur_t in cur.unbind(1):
             if self.synaptic:
-                spk, syn, mem = self.lif(cur[:, t], spk, syn, mem)
+                spk, syn, mem = self.lif(cur_t, spk, syn, mem)
             else:
-                spk, mem = self.lif(cur[:, t], spk, mem)
+                spk, mem = self.lif(cur_t, spk, mem)
             count = count + spk
         return self.fc_out(count / steps)
 
@@ -179,7 +188,8 @@ class BPTTMethod:
 def make_method(name: str, task: Task, args: argparse.Namespace, device: torch.device) -> OursMethod | BPTTMethod:
     if name == "bptt":
         return BPTTMethod(task, args, device)
-    return OursMethod(task, name.removeprefix("ours-"), args, device)
+    rule = name.removeprefix("ours-").removesuffix("-ff")
+    return OursMethod(task, rule, not name.endswith("-ff"), args, device)
 
 
 def load(args: argparse.Namespace, steps: int) -> Task:
@@ -346,6 +356,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--markdown", help="also write the printed tables to this Markdown file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -355,57 +366,62 @@ def main() -> None:
     accuracy = accuracy_rows(args, device) if args.acc_steps else []
     memory_method = PeakMemory(device).method
 
-    print_environment(env, memory_method)
-    print(
-        f"- setting: fsdd-shd ({args.data_dir}; not SHD), N {args.neurons}, batch {args.batch}, "
-        f"{args.duration_ms:g} ms per sample in T bins, channel bin {args.channel_bin}, window {args.window}, "
-        f"BPTT: snnTorch {args.bptt_neuron}, init {args.bptt_init}, Adam lr {args.bptt_lr:g}"
-    )
-    if cost:
-        print()
+    with markdown_report(args.markdown):
+        print_environment(env, memory_method)
         print(
-            f"Cost of one epoch ({cost[0]['samples']} training samples; x vs bptt: BPTT's value / this row's, "
-            ">1 = less than BPTT; peak MB: added by the epoch, includes the input batch; input MB: one input batch; "
-            "data s, data MB: one pass over the loader alone, no training):"
+            f"- setting: fsdd-shd ({args.data_dir}; not SHD), N {args.neurons}, batch {args.batch}, "
+            f"{args.duration_ms:g} ms per sample in T bins, channel bin {args.channel_bin}, window {args.window}, "
+            f"BPTT: snnTorch {args.bptt_neuron}, init {args.bptt_init}, Adam lr {args.bptt_lr:g}"
         )
-        print()
-        header = ("T", "dt ms", "method", "s/epoch", "ms/sample", "peak MB", "input MB", "data s", "data MB")
-        print("| " + " | ".join(header) + " | x time vs bptt | x memory vs bptt |")
-        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for r in cost:
-            x_time = f"{r['x_time_vs_bptt']:.2f}" if "x_time_vs_bptt" in r else ""
-            x_mem = f"{r['x_memory_vs_bptt']:.2f}" if "x_memory_vs_bptt" in r else ""
+        if cost:
+            print()
             print(
-                f"| {r['steps']} | {r['dt_ms']:g} | {r['method']} | {r['seconds']:.2f} | "
-                f"{1000 * r['seconds_per_sample']:.1f} | {r['peak_mb']:.0f} | {r['input_batch_mb']:.1f} | "
-                f"{r['data_seconds']:.2f} | {r['data_peak_mb']:.0f} | {x_time} | {x_mem} |"
+                f"Cost of one epoch ({cost[0]['samples']} training samples; x vs bptt: BPTT's value / this row's, "
+                ">1 = less than BPTT; peak MB: added by the epoch, includes the input batch; "
+                "input MB: one input batch; data s, data MB: one pass over the loader alone, no training):"
             )
-        steps = list(dict.fromkeys(r["steps"] for r in cost))
-        print()
-        print("Growth with T (s/epoch, peak MB):")
-        print()
-        print("| method | " + " | ".join(f"T={t}" for t in steps) + " |")
-        print("|---|" + "---:|" * len(steps))
-        for name in args.methods:
-            cells = {r["steps"]: f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB" for r in cost if r["method"] == name}
-            print(f"| {name} | " + " | ".join(cells.get(t, "") for t in steps) + " |")
-    if accuracy:
-        budget = f"{args.acc_seconds:g} s of training each" if args.acc_seconds else f"{args.acc_epochs} epochs each"
-        first = accuracy[0]
-        print()
-        print(
-            f"Accuracy on the {first['test_samples']} test samples after a fixed budget ({budget}, T {args.acc_steps}, "
-            f"{first['train_samples']} training samples):"
-        )
-        print()
-        print("| method | epochs | train s | test accuracy | accuracy after each epoch |")
-        print("|---|---:|---:|---:|---|")
-        for r in accuracy:
-            curve = ", ".join(f"{100 * c['test_accuracy']:.1f}" for c in r["curve"])
+            print()
+            header = ("T", "dt ms", "method", "s/epoch", "ms/sample", "peak MB", "input MB", "data s", "data MB")
+            print("| " + " | ".join(header) + " | x time vs bptt | x memory vs bptt |")
+            print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for r in cost:
+                x_time = f"{r['x_time_vs_bptt']:.2f}" if "x_time_vs_bptt" in r else ""
+                x_mem = f"{r['x_memory_vs_bptt']:.2f}" if "x_memory_vs_bptt" in r else ""
+                print(
+                    f"| {r['steps']} | {r['dt_ms']:g} | {r['method']} | {r['seconds']:.2f} | "
+                    f"{1000 * r['seconds_per_sample']:.1f} | {r['peak_mb']:.0f} | {r['input_batch_mb']:.1f} | "
+                    f"{r['data_seconds']:.2f} | {r['data_peak_mb']:.0f} | {x_time} | {x_mem} |"
+                )
+            steps = list(dict.fromkeys(r["steps"] for r in cost))
+            print()
+            print("Growth with T (s/epoch, peak MB):")
+            print()
+            print("| method | " + " | ".join(f"T={t}" for t in steps) + " |")
+            print("|---|" + "---:|" * len(steps))
+            for name in args.methods:
+                cells = {
+                    r["steps"]: f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB" for r in cost if r["method"] == name
+                }
+                print(f"| {name} | " + " | ".join(cells.get(t, "") for t in steps) + " |")
+        if accuracy:
+            budget = (
+                f"{args.acc_seconds:g} s of training each" if args.acc_seconds else f"{args.acc_epochs} epochs each"
+            )
+            first = accuracy[0]
+            print()
             print(
-                f"| {r['method']} | {r['epochs']:.2f} | {r['train_seconds']:.1f} | "
-                f"{100 * r['test_accuracy']:.1f} % | {curve} |"
+                f"Accuracy on the {first['test_samples']} test samples after a fixed budget ({budget}, "
+                f"T {args.acc_steps}, {first['train_samples']} training samples):"
             )
+            print()
+            print("| method | epochs | train s | test accuracy | accuracy after each epoch |")
+            print("|---|---:|---:|---:|---|")
+            for r in accuracy:
+                curve = ", ".join(f"{100 * c['test_accuracy']:.1f}" for c in r["curve"])
+                print(
+                    f"| {r['method']} | {r['epochs']:.2f} | {r['train_seconds']:.1f} | "
+                    f"{100 * r['test_accuracy']:.1f} % | {curve} |"
+                )
     if args.json:
         payload = {"environment": env, "memory_method": memory_method, "args": vars(args)}
         write_json(args.json, {**payload, "cost": cost, "accuracy": accuracy})

@@ -167,6 +167,7 @@ class MaelstromNetwork(nn.Module):
         if not self.feedback:
             with grad_ctx:
                 all_u = self.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+                step_u = all_u.unbind(1)  # one backward node for all steps (a slice per step costs T^2)
         neurons, trace, feedback = state
         currents, logits, feats, spikes = [], [], [], []
         filtered = None
@@ -175,7 +176,7 @@ class MaelstromNetwork(nn.Module):
                 with grad_ctx:
                     u = self.encoder(x[:, t], feedback)
             else:
-                u = all_u[:, t]
+                u = step_u[t]
             neurons = self.maelstrom.step(u, neurons)
             trace = self.trace_decay * trace + neurons.z
             grad_path = None
@@ -188,14 +189,15 @@ class MaelstromNetwork(nn.Module):
                 y = self.readout(f)
                 logits.append(y)
                 feedback = torch.softmax(y.detach(), dim=-1)
-            currents.append(u)
+                currents.append(u)
             if record:
                 spikes.append(neurons.z)
         all_feats = torch.stack(feats, 1)
         scores = torch.stack(logits, 1) if self.feedback else self.readout(all_feats)
         return WindowOutput(
             logits=scores,
-            currents=torch.stack(currents, 1),
+            # Without feedback the encoder's one output is the currents: no per-step slices in its graph.
+            currents=torch.stack(currents, 1) if self.feedback else all_u,
             spikes=torch.stack(spikes, 1) if record else None,
             state=NetworkState(neurons, trace, feedback),
             features=all_feats if keep_features else None,

@@ -147,24 +147,36 @@ def test_bad_input_shapes_are_named():
 
 
 @pytest.mark.parametrize("rate", [0.3, 1.5])
-def test_event_and_dense_backends_give_the_same_spikes_in_float64(rate):
+def test_every_cpu_backend_gives_the_same_spikes_in_float64(rate):
     config = MaelstromConfig(n_neurons=200, seed=4)
     currents = rate * torch.rand(3, 60, 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     spikes = {}
-    for backend in ("dense", "event", "auto"):
+    for backend in ("dense", "event", "sparse", "auto"):
         m = Maelstrom(config, dtype=torch.float64, backend=backend)
         spikes[backend] = m.run(currents)[0]
     assert spikes["dense"].sum() > 0
-    assert torch.equal(spikes["dense"], spikes["event"]) and torch.equal(spikes["dense"], spikes["auto"])
+    for backend in ("event", "sparse", "auto"):
+        assert torch.equal(spikes["dense"], spikes[backend]), backend
     with pytest.raises(ValueError, match="unknown backend 'csr'"):
         Maelstrom(config, backend="csr")
     with pytest.raises(ValueError, match="backend 'graph' needs the maelstrom on a CUDA device"):
         Maelstrom(config, backend="graph").run(currents.float())
 
 
-def test_loading_weights_keeps_the_event_path_in_step():
-    a = Maelstrom(MaelstromConfig(n_neurons=50, seed=1), backend="event")
-    b = Maelstrom(MaelstromConfig(n_neurons=50, seed=2), backend="event")
+def test_auto_takes_the_cheapest_product_for_the_spike_count():
+    m = Maelstrom(MaelstromConfig(n_neurons=400, seed=0))  # 10 % of the synapses
+    assert m._cheapest(64, 3) == "event"  # a few spikes: add up their rows
+    assert m._cheapest(64, 64 * 400) == "sparse"  # all fire: stream the synapses once
+    full = Maelstrom(MaelstromConfig(n_neurons=400, connection_probability=dict.fromkeys(("EE", "EI", "IE", "II"), 1)))
+    assert full._cheapest(64, 64 * 400) == "dense"  # all fire, all-to-all: one GEMM
+
+
+@pytest.mark.parametrize("backend", ["event", "sparse"])
+def test_loading_weights_keeps_the_sparse_paths_in_step(backend):
+    a = Maelstrom(MaelstromConfig(n_neurons=50, seed=1), backend=backend)
+    b = Maelstrom(MaelstromConfig(n_neurons=50, seed=2), backend=backend)
+    assert not torch.equal(b.sparse_weight.to_dense(), a.weight)  # b's CSR copy of its own weights
     b.load_state_dict(a.state_dict())
+    assert torch.equal(b.sparse_weight.to_dense(), a.weight)
     currents = 2 * torch.rand(2, 30, 50, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.run(currents)[0], b.run(currents)[0])
