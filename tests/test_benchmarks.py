@@ -1,0 +1,66 @@
+"""The benchmark scripts still run end to end at a tiny size and write what they promise.
+
+Timings are not checked (benchmarks print them; tests do not time anything): these tests guard the
+scripts' plumbing, the spike check before timing and the JSON / Markdown outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SHARED_DATA
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+FSDD = SHARED_DATA / "fsdd-shd"
+
+
+def test_reservoir_benchmark_checks_spikes_and_writes_json_and_markdown(tmp_path):
+    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_reservoir.py"),
+            *("--neurons", "60", "--batch", "2", "--steps", "8", "--repeats", "1", "--threads", "1"),
+            *("--peers", "plain-loop", "--json", str(out_json), "--markdown", str(out_md)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Spike check passed" in result.stdout
+    assert out_md.read_text() == result.stdout  # the Markdown file is exactly the printed report
+    payload = json.loads(out_json.read_text())
+    impls = {row["impl"] for row in payload["rows"]}
+    assert impls == {"ours-dense", "ours-auto", "ours-event", "ours-sparse", "plain-loop"}
+    for row in payload["rows"]:
+        assert row["check_differing"] == 0, row["impl"]  # float64: every backend, the same spikes
+        assert row["seconds"] > 0 and row["model_mb"] > 0
+    assert payload["environment"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(not FSDD.exists(), reason=f"real recordings not found at {FSDD}")
+def test_training_benchmark_runs_ours_and_bptt_and_writes_json_and_markdown(tmp_path):
+    out_json, out_md = tmp_path / "t.json", tmp_path / "t.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_training.py"),
+            *("--data-dir", str(FSDD), "--cache-dir", str(tmp_path / "cache"), "--neurons", "40"),
+            *("--steps", "10", "--train-samples", "8", "--batch", "4", "--acc-steps", "0", "--threads", "1"),
+            *("--methods", "ours-dfa-ff", "bptt", "--json", str(out_json), "--markdown", str(out_md)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out_md.read_text() == result.stdout
+    rows = json.loads(out_json.read_text())["cost"]
+    assert [(r["method"], r["samples"]) for r in rows] == [("ours-dfa-ff", 8), ("bptt", 8)]
+    assert rows[1]["x_time_vs_bptt"] == 1.0
