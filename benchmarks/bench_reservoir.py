@@ -10,8 +10,8 @@ Implementations (``--peers`` picks the peers; ours are always run):
 
 - ``ours-dense``, ``ours-event``, ``ours-sparse``, ``ours-auto`` (CPU) and ``ours-graph`` (CUDA):
   ``Maelstrom.run`` with the dense backend (one ``addmm`` with all of W^T per step), the event
-  backend (the spikes as a CSR matrix times W^T: each sample sums the rows of the neurons that
-  spiked), the sparse backend (W as a CSR matrix times the spikes), auto (the cheapest of the
+  backend (``embedding_bag``: each sample sums the rows of W^T of the neurons that spiked), the
+  sparse backend (W as a CSR matrix times the spikes), auto (the cheapest of the
   three each step, what users get by default) or the graph backend (the dense steps captured in
   CUDA graphs of 64 steps and replayed: no per-step Python or launch overhead).
 - ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
@@ -48,7 +48,8 @@ floor and floor/time, speed-up against each peer. Floors: ``dense`` = a tight lo
 ``addmm([B, N] x [N, N])`` with no neuron update (on CUDA captured in one CUDA graph, so it is the
 kernels' time alone); ``event`` = a pure read, step by step, of the rows of W^T the event
 path adds up (one row per spike of the previous step, summed per sample by ``embedding_bag``,
-which reads each row and writes one [N] row per sample); ``sparse`` = T reads of W's CSR arrays
+which reads each row and writes one [N] row per sample: the event backend's own product alone,
+so its floor/time is the share of the run spent outside that product); ``sparse`` = T reads of W's CSR arrays
 (values and column indices), the memory the sparse product must stream each step. ``ours-auto``
 is held to the dense floor: the GEMM of the same arithmetic, which it is meant to beat.
 Also reported per N: the same T steps as one big GEMM

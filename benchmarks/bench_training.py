@@ -64,12 +64,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spiking_maelstrom.data import Task, load_task
-from spiking_maelstrom.learning import predict, train_batch
+from spiking_maelstrom.learning import RULES, predict, train_batch
 from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
 from spiking_maelstrom.trainer import TrainConfig, Trainer, evaluate_network
 
-RULES = ("dfa", "local", "frozen")
 METHODS = (*(f"ours-{r}" for r in RULES), *(f"ours-{r}-ff" for r in RULES), "bptt")
 
 

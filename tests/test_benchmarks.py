@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,23 +20,25 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 FSDD = SHARED_DATA / "fsdd-shd"
 
 
-def test_reservoir_benchmark_checks_spikes_and_writes_json_and_markdown(tmp_path):
-    out_json, out_md = tmp_path / "r.json", tmp_path / "r.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_reservoir.py"),
-            *("--neurons", "60", "--batch", "2", "--steps", "8", "--repeats", "1", "--threads", "1"),
-            *("--peers", "plain-loop", "--json", str(out_json), "--markdown", str(out_md)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_benchmark(script: str, tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    """Run ``script`` with ``args`` plus ``--json`` / ``--markdown``; return its report and JSON
+    after checking that it succeeded and that the Markdown file is exactly the printed report."""
+    out_json, out_md = tmp_path / "out.json", tmp_path / "out.md"
+    command = [sys.executable, str(BENCHMARKS / script), *args, "--json", str(out_json), "--markdown", str(out_md)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "Spike check passed" in result.stdout
-    assert out_md.read_text() == result.stdout  # the Markdown file is exactly the printed report
-    payload = json.loads(out_json.read_text())
+    assert out_md.read_text() == result.stdout
+    return result.stdout, json.loads(out_json.read_text())
+
+
+def test_reservoir_benchmark_checks_spikes_and_writes_json_and_markdown(tmp_path):
+    report, payload = run_benchmark(
+        "bench_reservoir.py",
+        tmp_path,
+        *("--neurons", "60", "--batch", "2", "--steps", "8", "--repeats", "1", "--threads", "1"),
+        *("--peers", "plain-loop"),
+    )
+    assert "Spike check passed" in report
     impls = {row["impl"] for row in payload["rows"]}
     assert impls == {"ours-dense", "ours-auto", "ours-event", "ours-sparse", "plain-loop"}
     for row in payload["rows"]:
@@ -46,21 +49,13 @@ def test_reservoir_benchmark_checks_spikes_and_writes_json_and_markdown(tmp_path
 
 @pytest.mark.skipif(not FSDD.exists(), reason=f"real recordings not found at {FSDD}")
 def test_training_benchmark_runs_ours_and_bptt_and_writes_json_and_markdown(tmp_path):
-    out_json, out_md = tmp_path / "t.json", tmp_path / "t.md"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_training.py"),
-            *("--data-dir", str(FSDD), "--cache-dir", str(tmp_path / "cache"), "--neurons", "40"),
-            *("--steps", "10", "--train-samples", "8", "--batch", "4", "--acc-steps", "0", "--threads", "1"),
-            *("--methods", "ours-dfa-ff", "bptt", "--json", str(out_json), "--markdown", str(out_md)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _, payload = run_benchmark(
+        "bench_training.py",
+        tmp_path,
+        *("--data-dir", str(FSDD), "--cache-dir", str(tmp_path / "cache"), "--neurons", "40"),
+        *("--steps", "10", "--train-samples", "8", "--batch", "4", "--acc-steps", "0", "--threads", "1"),
+        *("--methods", "ours-dfa-ff", "bptt"),
     )
-    assert result.returncode == 0, result.stderr
-    assert out_md.read_text() == result.stdout
-    rows = json.loads(out_json.read_text())["cost"]
+    rows = payload["cost"]
     assert [(r["method"], r["samples"]) for r in rows] == [("ours-dfa-ff", 8), ("bptt", 8)]
     assert rows[1]["x_time_vs_bptt"] == 1.0
