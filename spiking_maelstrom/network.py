@@ -136,13 +136,19 @@ class MaelstromNetwork(nn.Module):
             )
         return NetworkState(neurons, torch.zeros_like(neurons.v), feedback)
 
-    def state_features(self, neurons: CubaLIFState, trace: Tensor, current_grad: Tensor | None = None) -> Tensor:
-        """Readout features ``[B, F]``. ``current_grad`` (value zero) carries the local rule's
-        gradient path into the synaptic-current feature."""
+    def state_features(self, neurons: CubaLIFState, trace: Tensor) -> list[Tensor]:
+        """The readout's features ``[B, N]`` each, in the order of ``self.features``."""
         parts = {"trace": trace, "current": neurons.i, "voltage": neurons.v}
-        if current_grad is not None:
-            parts["current"] = neurons.i + current_grad
-        return torch.cat([parts[name] for name in self.features], dim=-1)
+        return [parts[name] for name in self.features]
+
+    def _with_current_path(self, features: Tensor, path: Tensor) -> Tensor:
+        """``features [..., F]`` with ``path - path.detach()`` (value zero) added to the current
+        feature: it carries the local rule's gradient into what the readout reads."""
+        n = self.maelstrom.n_neurons
+        parts = list(features.split(n, dim=-1))
+        k = self.features.index("current")
+        parts[k] = parts[k] + (path - path.detach())
+        return torch.cat(parts, dim=-1)
 
     def run_window(
         self,
@@ -162,14 +168,17 @@ class MaelstromNetwork(nn.Module):
         """
         if local and "current" not in self.features:
             raise ValueError("the local rule needs 'current' among the readout features")
-        steps = x.shape[1]
+        batch, steps = x.shape[:2]
         grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
         if not self.feedback:
             with grad_ctx:
                 all_u = self.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
                 step_u = all_u.unbind(1)  # one backward node for all steps (a slice per step costs T^2)
         neurons, trace, feedback = state
-        currents, logits, feats, spikes = [], [], [], []
+        # Features are written in place, step by step, into one buffer (no per-step cat or final stack).
+        feats = trace.new_empty(batch, steps, self.n_features)
+        slots = feats.split(self.maelstrom.n_neurons, dim=-1)
+        currents, logits, paths, spikes = [], [], [], []
         filtered = None
         for t in range(steps):
             if self.feedback:
@@ -178,29 +187,31 @@ class MaelstromNetwork(nn.Module):
             else:
                 u = step_u[t]
             neurons = self.maelstrom.step(u, neurons)
-            trace = self.trace_decay * trace + neurons.z
-            grad_path = None
+            trace = torch.mul(trace, self.trace_decay).add_(neurons.z)
+            for slot, part in zip(slots, self.state_features(neurons, trace), strict=True):
+                slot[:, t].copy_(part)
             if local:
                 filtered = u if filtered is None else self.maelstrom.alpha * filtered + u
-                grad_path = filtered - filtered.detach()
-            f = self.state_features(neurons, trace, grad_path)
-            feats.append(f)
+                paths.append(filtered)
             if self.feedback:
+                f = feats[:, t] if filtered is None else self._with_current_path(feats[:, t], filtered)
                 y = self.readout(f)
                 logits.append(y)
                 feedback = torch.softmax(y.detach(), dim=-1)
                 currents.append(u)
             if record:
                 spikes.append(neurons.z)
-        all_feats = torch.stack(feats, 1)
-        scores = torch.stack(logits, 1) if self.feedback else self.readout(all_feats)
+        if self.feedback:
+            scores = torch.stack(logits, 1)
+        else:
+            scores = self.readout(self._with_current_path(feats, torch.stack(paths, 1)) if local else feats)
         return WindowOutput(
             logits=scores,
             # Without feedback the encoder's one output is the currents: no per-step slices in its graph.
             currents=torch.stack(currents, 1) if self.feedback else all_u,
             spikes=torch.stack(spikes, 1) if record else None,
             state=NetworkState(neurons, trace, feedback),
-            features=all_feats if keep_features else None,
+            features=feats if keep_features else None,
         )
 
     @torch.no_grad()

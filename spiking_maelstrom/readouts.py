@@ -36,12 +36,12 @@ class FeatureNorm(nn.Module):
                 flat = x.detach().reshape(-1, x.shape[-1])
                 mean = flat.mean(0)
                 centred = flat - mean
-                var = (centred * centred).mean(0)  # 3x faster on the CPU than Tensor.var over dim 0
+                var = centred.mul_(centred).mean(0)  # 3x faster on the CPU than Tensor.var over dim 0
                 m = 1.0 if not bool(self.initialised) else self.momentum
                 self.mean.lerp_(mean.to(self.mean.dtype), m)
                 self.var.lerp_(var.to(self.var.dtype), m)
                 self.initialised.fill_(True)
-        return (x - self.mean) * torch.rsqrt(self.var + self.eps)
+        return torch.sub(x, self.mean).mul_(torch.rsqrt(self.var + self.eps))
 
 
 class LinearReadout(nn.Sequential):

@@ -23,6 +23,26 @@ def test_cuba_lif_step_follows_forward_euler():
     assert new.z.tolist() == [[0.0, 1.0]]
 
 
+@pytest.mark.parametrize(
+    ("threshold", "reset", "leak"),
+    [(1.0, 0.0, 0.0), (0.7, -0.2, 0.1), (torch.tensor(0.9), torch.tensor(-0.1), torch.tensor(0.2))],
+)
+def test_cuba_lif_step_is_bit_for_bit_the_formulas(threshold, reset, leak):
+    """The in-place step must round like the plain expressions (results and exports depend on it)."""
+    g = torch.Generator().manual_seed(0)
+    beta, alpha = torch.rand(300, generator=g), torch.rand(300, generator=g)
+    state = CubaLIFState(torch.randn(8, 300, generator=g), torch.randn(8, 300, generator=g), torch.zeros(8, 300))
+    for _ in range(20):
+        drive = torch.randn(8, 300, generator=g)
+        i = alpha * state.i + drive
+        v = beta * state.v + (1.0 - beta) * (leak + i)
+        z = v > threshold
+        want = CubaLIFState(torch.where(z, reset, v), i, z.float())
+        state = cuba_lif_step(drive, state, beta, alpha, threshold, reset, leak)
+        for name, got, expected in zip(CubaLIFState._fields, state, want, strict=True):
+            assert torch.equal(got, expected), name
+
+
 def test_time_constant_must_exceed_dt():
     with pytest.raises(ValueError, match="exceed dt"):
         euler_decay(torch.tensor([1e-3]), 1e-3)
