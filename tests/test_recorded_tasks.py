@@ -86,6 +86,17 @@ def test_shd_class_count_comes_from_the_file_and_time_constants_scale_with_dt(tm
     assert config.encoder_hidden == (128,)
 
 
+def test_shd_spectral_tilt_option_augments_training_frames_only(tmp_path):
+    data = _shd_fixture(tmp_path / "shd")
+    task = load_task("shd", data, n_steps=20, tilt=2.0, cache_dir=tmp_path / "cache", progress=False)
+    assert task.options["tilt"] == 2.0 and "SpectralTilt" in repr(task.augment)
+    frames, _ = task.train[0]
+    assert float(task.augment(frames).sum()) < float(frames.sum())
+    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False).augment is None
+    with pytest.raises(ValueError, match="tilt=-1"):
+        load_task("shd", data, n_steps=20, tilt=-1, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):
     assert main(["train", "--dataset", "shd", "--data-dir", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err

@@ -15,6 +15,7 @@ from spiking_maelstrom.data.transforms import (
     Compose,
     Downsample,
     MergePolarity,
+    SpectralTilt,
     TimeJitter,
     ToFrames,
     ToFramesByCount,
@@ -124,6 +125,27 @@ def test_channel_shift_moves_whole_frames_without_wrapping():
     assert np.array_equal(ChannelShift(0)(torch.from_numpy(edge)).numpy(), edge)
     with pytest.raises(TypeError, match="dense frames"):
         ChannelShift(2)(random_nmnist(np.random.default_rng(0)))
+
+
+def test_spectral_tilt_thins_one_end_of_the_channels():
+    frames = np.full((400, 700), 3.0, dtype=np.float32)
+    tilt = SpectralTilt(max_tilt=1.0, seed=3)
+    tilted = [tilt(frames) for _ in range(20)]
+    assert all(t.dtype == np.float32 and np.all(t <= frames) and np.all(t == np.round(t)) for t in tilted)
+    ends = np.array([[t[:, :50].mean(), t[:, -50:].mean()] for t in tilted]) / 3.0
+    # Each draw keeps one end nearly whole and thins the other, by up to 1 - exp(-1) = 63 %.
+    assert np.all(ends.max(1) > 0.95) and np.all(ends.min(1) > 0.3)
+    assert np.any(ends[:, 0] < 0.8) and np.any(ends[:, 1] < 0.8)  # both directions occur
+    again = SpectralTilt(max_tilt=1.0, seed=3)
+    assert np.array_equal(again(frames), tilted[0])
+    as_tensor = SpectralTilt(1.0, seed=0)(torch.from_numpy(frames))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (400, 700)
+    with pytest.raises(ValueError, match="SpectralTilt on frames needs event counts"):
+        tilt(frames / 2)
+    with pytest.raises(TypeError, match=r"\[T, channels\] frames"):
+        tilt(np.zeros((4, 2, 34, 34), dtype=np.float32))
+    with pytest.raises(TypeError, match=r"\[T, channels\] frames"):
+        tilt(random_shd(np.random.default_rng(0)))
 
 
 def test_keys_are_json_and_follow_the_configuration():

@@ -168,23 +168,25 @@ def shd_task(
     channel_bin: int = 1,
     shift: int = 0,
     jitter: float = 0.0,
+    tilt: float = 0.0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Task:
     """SHD (or a file in its layout) as a task: ``n_steps`` frames of ``dt_ms`` ms over 700 channels
     (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
     training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
-    Training samples are augmented by random shifts of up to ``shift`` channels and ``jitter``
-    steps of time jitter."""
+    Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
+    of time jitter and a random spectral tilt of up to ``tilt`` (``SpectralTilt``)."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e-3, n_steps, SENSOR_SIZE)]
     if channel_bin > 1:
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
-    augment = training_augmentation(shift, jitter)
+    augment = training_augmentation(shift, jitter, tilt)
     options = dict(
         shift=shift,
         jitter=jitter,
+        tilt=tilt,
         data_dir=str(root.resolve()),
         dt_ms=dt_ms,
         n_steps=n_steps,

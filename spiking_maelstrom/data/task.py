@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from .cache import CachedFrames
 from .events import EventSource
-from .transforms import ChannelShift, Compose, TimeJitter, Transform
+from .transforms import ChannelShift, Compose, SpectralTilt, TimeJitter, Transform
 
 
 @dataclass
@@ -67,12 +67,16 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-def training_augmentation(shift: int, jitter: float, seed: int = 0) -> list[Transform]:
+def training_augmentation(shift: int, jitter: float, tilt: float = 0.0, seed: int = 0) -> list[Transform]:
     """The recorded tasks' training augmentation: a random shift of up to ``shift`` channels (pixels
-    in x and y for 2-D frames) and Gaussian time jitter of ``jitter`` steps per event."""
-    if shift < 0 or jitter < 0:
-        raise ValueError(f"augmentation needs shift >= 0 and jitter >= 0, got shift={shift}, jitter={jitter}")
+    in x and y for 2-D frames), Gaussian time jitter of ``jitter`` steps per event and, for channel
+    frames, a random spectral tilt of up to ``tilt`` (log-gain across the channels)."""
+    if shift < 0 or jitter < 0 or tilt < 0:
+        raise ValueError(
+            f"augmentation needs shift, jitter and tilt >= 0, got shift={shift}, jitter={jitter}, tilt={tilt}"
+        )
     steps: list[Transform] = [ChannelShift(shift, seed)] if shift else []
+    steps += [SpectralTilt(tilt, seed + 2)] if tilt else []
     return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
 
 

@@ -2,7 +2,7 @@
 
 Every transform is a frozen dataclass, so its configuration is plain data: :meth:`Transform.key`
 turns it into the JSON-able dict the HDF5 cache is keyed on. Deterministic transforms can be
-cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, ``random = True``) are training
+cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, :class:`SpectralTilt`, ``random = True``) are training
 augmentations, applied on the fly after the cache, reproducibly from their ``seed``.
 
 Events are the structured arrays of :mod:`.events`; dense frames are ``[T, *sensor]`` numpy arrays
@@ -191,6 +191,14 @@ class MergePolarity(Transform):
         return _like(_dense(data).sum(axis=1, keepdims=True), data)
 
 
+def _counts(frames: np.ndarray, who: str) -> np.ndarray:
+    """``frames`` as int64 event counts, or a clear error when they are not counts."""
+    counts = np.round(frames).astype(np.int64)
+    if np.any(counts != frames) or np.any(counts < 0):
+        raise ValueError(f"{who} on frames needs event counts (non-negative integers)")
+    return counts
+
+
 class RandomTransform(Transform):
     """An augmentation: reproducible from ``seed`` (one stream per DataLoader worker), never cached."""
 
@@ -223,9 +231,7 @@ class TimeJitter(RandomTransform):
             out["t"] = np.round(t) if np.issubdtype(out["t"].dtype, np.integer) else t
             return out[np.argsort(out["t"], kind="stable")]
         frames = _dense(data)
-        counts = np.round(frames).astype(np.int64)
-        if np.any(counts != frames) or np.any(counts < 0):
-            raise ValueError("TimeJitter on frames needs event counts (non-negative integers)")
+        counts = _counts(frames, "TimeJitter")
         flat = counts.reshape(len(counts), -1)
         steps, channels = np.nonzero(flat)
         n = flat[steps, channels]
@@ -265,3 +271,28 @@ class ChannelShift(RandomTransform):
         for axis, shift in zip(axes, self.rng().integers(-self.max_shift, self.max_shift + 1, len(axes)), strict=True):
             frames = _shift(frames, int(shift), axis)
         return _like(frames, data)
+
+
+@dataclass(frozen=True)
+class SpectralTilt(RandomTransform):
+    """Tilt the spectrum of ``[T, C]`` channel frames (SHD): a random log-gain slope ``k`` in
+    ``-max_tilt..max_tilt`` across the channels keeps each event of channel ``c`` with probability
+    ``exp(k x_c - max(k, 0))``, ``x_c = c / (C - 1)``, so one end of the channel axis loses up to a
+    fraction ``1 - exp(-max_tilt)`` of its events and the other end none. It imitates what a
+    different microphone or voice does to the balance of low and high frequencies, which a
+    channel shift does not (measured on fsdd-shd: the held-out speaker that fails has 23 % of its
+    spikes in the lowest fifth of the channels, the others 40 to 46 %). Event counts only."""
+
+    max_tilt: float
+    seed: int = 0
+
+    def __call__(self, data: Data) -> Data:
+        if is_events(data) or _dense(data).ndim != 2:
+            raise TypeError("SpectralTilt works on [T, channels] frames: apply it after ToFrames or the cache")
+        frames = _dense(data)
+        counts = _counts(frames, "SpectralTilt")
+        rng = self.rng()
+        tilt = rng.uniform(-self.max_tilt, self.max_tilt)
+        position = np.linspace(0.0, 1.0, frames.shape[1])
+        keep = np.exp(tilt * position - max(tilt, 0.0))
+        return _like(rng.binomial(counts, keep).astype(frames.dtype), data)
