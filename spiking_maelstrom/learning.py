@@ -42,8 +42,9 @@ class EncoderRule(nn.Module):
     def local(self) -> bool:
         return self.name == "local"
 
-    def encoder_loss(self, currents: Tensor, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor | None:
-        """A surrogate whose gradient w.r.t. the encoder is the rule's credit (None: nothing extra)."""
+    def current_credit(self, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor | None:
+        """The rule's gradient for the encoder's output currents ``[B, K, N]``, sent back through the
+        encoder alongside the loss's own gradient (None: nothing extra)."""
         return None
 
 
@@ -56,10 +57,10 @@ class DFARule(EncoderRule):
         matrix = torch.randn(n_classes, n_neurons, generator=generator) / n_classes**0.5
         self.register_buffer("feedback_matrix", matrix)
 
-    def encoder_loss(self, currents: Tensor, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    def current_credit(self, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
         onehot = nn.functional.one_hot(targets, logits.shape[-1]).to(logits.dtype)
         error = (torch.softmax(logits.detach(), -1) - onehot[:, None, :]) * weights[..., None]
-        return (currents * (error @ self.feedback_matrix.to(logits.dtype))).sum()
+        return error @ self.feedback_matrix.to(logits.dtype)
 
 
 def make_rule(name: str, n_classes: int, n_neurons: int, seed: int = 0) -> EncoderRule:
@@ -121,11 +122,14 @@ def train_batch(
         sl = slice(start, start + window)
         out = network.run_window(x[:, sl], state, encoder_grad=rule.trains_encoder, local=rule.local)
         loss = sequence_loss(out.logits, targets, weights[:, sl])
-        extra = rule.encoder_loss(out.currents, out.logits, targets, weights[:, sl])
+        objective = loss
         if current_penalty and rule.trains_encoder:
-            penalty = current_penalty * (out.currents.pow(2).mean(-1) * weights[:, sl]).sum()
-            extra = penalty if extra is None else extra + penalty
-        (loss if extra is None else loss + extra).backward()
+            objective = loss + current_penalty * (out.currents.pow(2).mean(-1) * weights[:, sl]).sum()
+        credit = rule.current_credit(out.logits, targets, weights[:, sl])
+        if credit is None:
+            objective.backward()
+        else:  # the credit enters as the currents' own gradient: no surrogate product to build
+            torch.autograd.backward((objective, out.currents), (None, credit.to(out.currents.dtype)))
         total += float(loss.detach())
         all_logits.append(out.logits.detach())
         state = out.state
