@@ -28,6 +28,8 @@ SPARSE_COST = 6
 GRAPH_CHUNK = 64  # steps per CUDA-graph replay: one launch, not ~10 kernel launches, per step
 GRAPH_CACHE = 4  # captured graphs kept per maelstrom (each holds its chunk of inputs and spikes)
 
+_OMP_REGION = torch.empty(2 * 32768)  # see the sparse product in ``Maelstrom._add_recurrent``
+
 DEFAULT_PROBABILITIES = {
     # Sparse random network; every pathway 10 %.
     "random": {"EE": 0.1, "EI": 0.1, "IE": 0.1, "II": 0.1},
@@ -202,6 +204,7 @@ class Maelstrom(nn.Module):
         self._backend = value
         self._graphs: dict[tuple, _ChunkGraph] = {}
         self._csr: tuple[tuple, Tensor] | None = None
+        self._event_ran = False
 
     @property
     def n_neurons(self) -> int:
@@ -250,8 +253,15 @@ class Maelstrom(nn.Module):
             rows = nn.functional.embedding_bag(
                 neuron, self.weight_t, offsets, mode="sum", per_sample_weights=z[sample, neuron]
             )
+            self._event_ran = not z.is_cuda
             return rows.add_(current)
         if backend == "sparse":
+            if self._event_ran:
+                # Measured (torch 2.13 CPU, 2 threads): after embedding_bag, MKL's CSR product runs
+                # about 2x slower until some operation opens a multi-threaded OpenMP region again.
+                # Filling 2 x GRAIN_SIZE floats opens one (tens of us) and changes no number.
+                _OMP_REGION.fill_(0.0)
+                self._event_ran = False
             return torch.sparse.mm(self.sparse_weight, z.T).T.add(current)
         return torch.addmm(current, z, self.weight_t)
 
