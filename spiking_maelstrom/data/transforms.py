@@ -287,9 +287,9 @@ class SpectralTilt(RandomTransform):
     seed: int = 0
 
     def __call__(self, data: Data) -> Data:
-        if is_events(data) or _dense(data).ndim != 2:
+        frames = None if is_events(data) else _dense(data)
+        if frames is None or frames.ndim != 2:
             raise TypeError("SpectralTilt works on [T, channels] frames: apply it after ToFrames or the cache")
-        frames = _dense(data)
         counts = _counts(frames, "SpectralTilt")
         rng = self.rng()
         tilt = rng.uniform(-self.max_tilt, self.max_tilt)
