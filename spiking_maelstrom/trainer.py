@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
-from .data.task import Augmented
+from .data.task import augmented
 from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
@@ -83,7 +83,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
         if task.augment is not None:
-            self.train_set = Augmented(self.train_set, task.augment)
+            self.train_set = augmented(self.train_set, task.augment)
         self.mask = task.mask.to(self.device)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []

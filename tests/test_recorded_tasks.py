@@ -7,12 +7,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import Subset
 
 from spiking_maelstrom import load_task, network_config_for
 from spiking_maelstrom.cli import main
 from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.nmnist import write_nmnist_bin
 from spiking_maelstrom.data.shd import write_shd_h5
+from spiking_maelstrom.data.task import augmented
+from spiking_maelstrom.data.transforms import BandBalance, ChannelShift
 
 from .conftest import SHARED_DATA
 
@@ -95,6 +99,26 @@ def test_shd_spectral_tilt_option_augments_training_frames_only(tmp_path):
     assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False).augment is None
     with pytest.raises(ValueError, match="tilt=-1"):
         load_task("shd", data, n_steps=20, tilt=-1, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp_path):
+    data = _shd_fixture(tmp_path / "shd")
+    plain = load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False)
+    options = dict(n_steps=20, balance=4, balance_ms=50, shift=2, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task("shd", data, **options)
+    assert task.options["balance"] == 4 and task.options["balance_ms"] == 50
+    front_end = BandBalance(4, tau=5.0)  # 50 ms at 10 ms steps
+    for split in ("train", "test"):
+        frames, label = getattr(task, split)[1]
+        expected, same_label = getattr(plain, split)[1]
+        assert label == same_label and torch.allclose(frames, torch.as_tensor(front_end(expected)))
+    assert task.train.groups["speaker"].tolist() == plain.train.groups["speaker"].tolist()
+    # The trainer's augmented training part shifts the counts first, then balances them.
+    shifted = augmented(Subset(task.train, [1]), ChannelShift(2, seed=5))[0][0]
+    expected = front_end(ChannelShift(2, seed=5)(plain.train[1][0]))
+    assert torch.allclose(shifted, torch.as_tensor(expected))
+    with pytest.raises(ValueError, match="balance >= 0 bands and balance_ms > 0"):
+        load_task("shd", data, n_steps=20, balance=-1, cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):

@@ -10,6 +10,7 @@ import torch
 
 from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.transforms import (
+    BandBalance,
     ChannelBin,
     ChannelShift,
     Compose,
@@ -125,6 +126,36 @@ def test_channel_shift_moves_whole_frames_without_wrapping():
     assert np.array_equal(ChannelShift(0)(torch.from_numpy(edge)).numpy(), edge)
     with pytest.raises(TypeError, match="dense frames"):
         ChannelShift(2)(random_nmnist(np.random.default_rng(0)))
+
+
+def test_band_balance_evens_out_the_bands_causally():
+    flat = np.full((30, 100), 2.0, dtype=np.float32)
+    balance = BandBalance(bands=4, tau=5.0)
+    assert np.allclose(balance(flat), flat)  # a flat spectrum is left as it is
+    quiet_low = flat.copy()
+    quiet_low[:, :25] = 0.5  # the lowest band gets a quarter of the others' energy
+    out = balance(quiet_low)
+    assert out.dtype == np.float32
+    # From the running energies (floor 0.1 included): after a few time constants the low band is
+    # raised to the level of the others, and the total level stays about where it was.
+    assert np.allclose(out[-1, :25], out[-1, 25:].mean(), rtol=0.01)
+    assert out[-1, :25].mean() > 3 * quiet_low[-1, :25].mean()
+    assert abs(out[-1].sum() - quiet_low[-1].sum()) < 0.35 * quiet_low[-1].sum()
+    # Causal: the frames before a change do not see it.
+    late = quiet_low.copy()
+    late[20:, 50:] = 9.0
+    assert np.array_equal(balance(late)[:20], out[:20]) and not np.allclose(balance(late)[20:], out[20:])
+    # tau = inf (everything since the start) and a tiny floor: a constant spectrum is flat from the
+    # first frame on, at the mean of the band levels (0.5, 2, 2, 2 -> 1.625).
+    assert np.allclose(BandBalance(4, tau=float("inf"), floor=1e-9)(quiet_low), 1.625)
+    as_tensor = balance(torch.from_numpy(quiet_low))
+    assert isinstance(as_tensor, torch.Tensor) and torch.allclose(as_tensor, torch.from_numpy(out))
+    with pytest.raises(TypeError, match=r"\[T, channels\] frames"):
+        balance(np.zeros((4, 2, 34, 34), dtype=np.float32))
+    with pytest.raises(ValueError, match="5 bands for 3 channels"):
+        BandBalance(5)(np.ones((4, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="bands >= 1, tau > 0"):
+        BandBalance(bands=0)
 
 
 def test_spectral_tilt_thins_one_end_of_the_channels():

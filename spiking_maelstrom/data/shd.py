@@ -20,7 +20,7 @@ import numpy as np
 from ..files import atomic_write
 from .events import EventFormatError, check_range, shd_events, sorted_by_time
 from .task import Task, recorded_task, training_augmentation
-from .transforms import ChannelBin, Compose, ToFrames, Transform
+from .transforms import BandBalance, ChannelBin, Compose, ToFrames, Transform
 
 N_CHANNELS = 700
 DEFAULT_ROOT = Path("datasets") / "shd"
@@ -169,6 +169,8 @@ def shd_task(
     shift: int = 0,
     jitter: float = 0.0,
     tilt: float = 0.0,
+    balance: int = 0,
+    balance_ms: float = 200.0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Task:
@@ -176,17 +178,24 @@ def shd_task(
     (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
     training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
-    of time jitter and a random spectral tilt of up to ``tilt`` (``SpectralTilt``)."""
+    of time jitter and a random spectral tilt of up to ``tilt`` (``SpectralTilt``). ``balance=K``
+    puts an online spectral balance over K bands with a ``balance_ms`` time constant
+    (``BandBalance``) in front of the network, on every split after the augmentation."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e-3, n_steps, SENSOR_SIZE)]
     if channel_bin > 1:
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
     augment = training_augmentation(shift, jitter, tilt)
+    if balance < 0 or balance_ms <= 0:
+        raise ValueError(f"balance needs balance >= 0 bands and balance_ms > 0, got {balance} and {balance_ms}")
+    front_end = BandBalance(balance, balance_ms / dt_ms) if balance else None
     options = dict(
         shift=shift,
         jitter=jitter,
         tilt=tilt,
+        balance=balance,
+        balance_ms=balance_ms,
         data_dir=str(root.resolve()),
         dt_ms=dt_ms,
         n_steps=n_steps,
@@ -196,5 +205,15 @@ def shd_task(
     defaults = {"encoder": "mlp", "encoder_hidden": (128,)}
     n_classes = sources["train"].n_classes
     return recorded_task(
-        "shd", sources, Compose(tuple(steps)), dt_ms * 1e-3, n_classes, options, defaults, cache_dir, progress, augment
+        "shd",
+        sources,
+        Compose(tuple(steps)),
+        dt_ms * 1e-3,
+        n_classes,
+        options,
+        defaults,
+        cache_dir,
+        progress,
+        augment,
+        front_end,
     )

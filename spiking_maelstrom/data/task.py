@@ -58,6 +58,35 @@ class Augmented(Dataset):
         return torch.as_tensor(self.transform(frames)), label
 
 
+class Normalized(Dataset):
+    """``dataset`` with the deterministic ``transform`` (a causal front end such as ``BandBalance``)
+    applied to every sample as it is read: every split, after any augmentation (see ``augmented``)."""
+
+    def __init__(self, dataset: Dataset, transform: Transform) -> None:
+        if transform.random:
+            raise ValueError(f"{transform} is random: use it as an augmentation, not a front end")
+        self.dataset = dataset
+        self.transform = transform
+        self.groups = getattr(dataset, "groups", {})
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        frames, label = self.dataset[index]
+        return torch.as_tensor(self.transform(frames)), label
+
+
+def augmented(dataset: Dataset, transform: Transform) -> Dataset:
+    """``dataset`` with the random ``transform`` applied to each sample, beneath any ``Normalized``
+    front end (which then sees the augmented counts), through ``Subset``s (the same indices)."""
+    if isinstance(dataset, Subset):
+        return Subset(augmented(dataset.dataset, transform), dataset.indices)
+    if isinstance(dataset, Normalized):
+        return Normalized(augmented(dataset.dataset, transform), dataset.transform)
+    return Augmented(dataset, transform)
+
+
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Split ``dataset`` into (train, validation) subsets by a seeded permutation."""
     if not 0.0 <= fraction < 1.0:
@@ -101,12 +130,15 @@ def recorded_task(
     cache_dir: str | Path | None,
     progress: bool = True,
     augment: Sequence[Transform] = (),
+    front_end: Transform | None = None,
 ) -> Task:
     """A task over recorded event data: each split binned by ``transform`` and read through the
-    HDF5 cache (built on first use); ``augment`` (random transforms) applies to training only."""
+    HDF5 cache (built on first use); ``augment`` (random transforms) applies to training only, and
+    the deterministic ``front_end`` to every split after it (``Normalized``)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    split = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
-    shape = split["train"].sample_shape
+    cached = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
+    shape = cached["train"].sample_shape
+    split = {key: Normalized(c, front_end) if front_end else c for key, c in cached.items()}
     return Task(
         name=name,
         train=split["train"],

