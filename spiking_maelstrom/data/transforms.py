@@ -310,8 +310,8 @@ class BandBalance(Transform):
     band by ``mean_b(m_t) / m_t``. The gains only redistribute across bands (a flat spectrum is
     left as it is), so the overall level is kept, while a voice or microphone that puts less
     energy into some bands is evened out within the first frames. Real-valued output: put it
-    after the count-based augmentations. Measured with ridge on the input alone (fsdd-shd,
-    speakers held out): +6 to +10 points.
+    after the count-based augmentations. Measured on fsdd-shd (a stand-in for SHD) with whole
+    speakers held out: about +10 points for every model tried (docs/RESULTS.md).
     """
 
     bands: int = 5
