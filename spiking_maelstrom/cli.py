@@ -306,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         {
             "network": trainer.network.config.to_dict(),
             "training": asdict(trainer.config),
-            "task": {"name": task.name, "options": task.options},
+            "task": task.record(),
             "device": str(device),
             "version": __version__,
         },
@@ -372,7 +372,7 @@ def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
         "test_samples": len(task.test),
         "seconds": time.perf_counter() - start,
         "config": asdict(config),
-        "task": {"name": task.name, "options": task.options},
+        "task": task.record(),
         "cv": _cross_validate(args, task, lambda fold: input_baseline_accuracy(fold, config)),
     }
     write_json(args.out / "metrics.json", metrics)
@@ -413,14 +413,20 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     target = load_target(args.target)
     if args.format not in target.formats:
         raise CLIError(f"{target.name} takes {', '.join(target.formats)}, not {args.format}")
-    network = load_network(_checkpoint_path(args.run_dir))
+    payload = load_checkpoint(_checkpoint_path(args.run_dir))
+    network = load_network(payload)
+    # The input the exported network expects: frames through the task's front end, if it had one.
+    front_end = payload["task"].get("front_end")
     mapping = quantize(network, target, args.scaling, args.drop_feedback)
     if args.format == "netx":
         write_netx(mapping, args.out, readout=args.output == "scores")
     else:
         plain = network if not target.integer else mapping.dequantized(network)
-        save_nir(plain, args.out, output=args.output, drop_feedback=args.drop_feedback)
+        notes = {"host_front_end": json.dumps(front_end)} if front_end else None
+        save_nir(plain, args.out, output=args.output, drop_feedback=args.drop_feedback, metadata=notes)
     result = {"file": str(args.out), "format": args.format, "target": target.name, **mapping.summary()}
+    if front_end:
+        result["host_front_end"] = front_end
     print(json.dumps(result, indent=2))
     return result
 

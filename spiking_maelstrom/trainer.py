@@ -178,7 +178,7 @@ class Trainer:
         return {
             "network_config": self.network.config.to_dict(),
             "train_config": asdict(self.config),
-            "task": {"name": self.task.name, "options": self.task.options},
+            "task": self.task.record(),
             "model": self.network.state_dict(),
             "rule": self.rule.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,

@@ -148,6 +148,7 @@ def test_cli_exports_nir_and_netx_and_refuses_with_the_limit_named(hardware_run,
     assert main(["export", str(hardware_run), "--format", "netx", "--target", "loihi2", "-o", str(out)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["target"] == "loihi2" and report["membrane_decays"] == 1 and out.is_file()
+    assert "host_front_end" not in report  # randman frames go in as they are
     args = ["export", str(hardware_run), "--format", "nir", "--target", "xylo-audio2", "-o", str(tmp_path / "x.nir")]
     assert main(args) == 2
     err = capsys.readouterr().err

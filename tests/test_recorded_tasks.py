@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import nir
 import numpy as np
 import pytest
 import torch
@@ -119,6 +120,19 @@ def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp
     assert torch.allclose(shifted, torch.as_tensor(expected))
     with pytest.raises(ValueError, match="balance >= 0 bands and balance_ms > 0"):
         load_task("shd", data, n_steps=20, balance=-1, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_a_run_with_a_front_end_exports_what_its_input_must_go_through(tmp_path, capsys):
+    data, run = _shd_fixture(tmp_path / "shd"), tmp_path / "run"
+    args = ["train", "--dataset", "shd", "--data-dir", str(data), "--task-option", "n_steps=20"]
+    args += ["--task-option", "balance=4", "--task-option", f'cache_dir="{tmp_path / "cache"}"', "--neurons", "30"]
+    args += ["--encoder", "linear", "--no-feedback", "--readout", "ridge", "--encoder-rule", "frozen"]
+    assert main([*args, "--features", "trace", "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run), "--format", "nir", "-o", str(tmp_path / "f.nir")]) == 0
+    expected = {"name": "BandBalance", "bands": 4, "tau": 20.0, "floor": 0.1}  # 200 ms at 10 ms steps
+    assert json.loads(capsys.readouterr().out)["host_front_end"] == expected
+    assert json.loads(str(nir.read(tmp_path / "f.nir").metadata["host_front_end"])) == expected
 
 
 def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):

@@ -25,7 +25,8 @@ class Task:
     duration of one step in seconds; ``options`` re-create the task with ``load_task``;
     ``network_defaults`` and ``train_defaults`` are the ``NetworkConfig`` and ``TrainConfig``
     fields that suit this data (e.g. a convolutional encoder and a smaller encoder learning rate
-    for 2-D frames).
+    for 2-D frames). ``front_end`` is the deterministic transform already applied to every split
+    (e.g. ``BandBalance``): a deployment has to apply it to its own input frames too.
     """
 
     name: str
@@ -39,6 +40,15 @@ class Task:
     network_defaults: dict[str, Any] = field(default_factory=dict)
     train_defaults: dict[str, Any] = field(default_factory=dict)
     augment: Transform | None = None
+    front_end: Transform | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What re-creates this task and its input (JSON-able): name, options and front end."""
+        return {
+            "name": self.name,
+            "options": self.options,
+            "front_end": self.front_end.key() if self.front_end else None,
+        }
 
 
 class Augmented(Dataset):
@@ -151,4 +161,5 @@ def recorded_task(
         network_defaults=network_defaults,
         train_defaults=dict(RECORDED_TRAIN_DEFAULTS),
         augment=Compose(tuple(augment)) if augment else None,
+        front_end=front_end,
     )

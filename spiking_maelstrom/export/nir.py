@@ -102,8 +102,14 @@ def readout_affine(network: MaelstromNetwork) -> tuple[Tensor, Tensor]:
     )
 
 
-def to_nir(network: MaelstromNetwork, output: str = "scores", drop_feedback: bool = False) -> nir.NIRGraph:
-    """The network as a NIR graph (see the module docstring for its layout and units)."""
+def to_nir(
+    network: MaelstromNetwork,
+    output: str = "scores",
+    drop_feedback: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> nir.NIRGraph:
+    """The network as a NIR graph (see the module docstring for its layout and units); ``metadata``
+    adds entries to the graph's own (e.g. the host front end its input must go through)."""
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     m = network.maelstrom
@@ -138,7 +144,7 @@ def to_nir(network: MaelstromNetwork, output: str = "scores", drop_feedback: boo
     else:
         edges += _readout_nodes(network, nodes, tau_syn)
         nodes["output"] = nir.Output({"output": np.array([network.n_classes])})
-    metadata = {
+    graph_metadata = {
         "producer": PRODUCER,
         "producer_version": __version__,
         "dt": float(dt),
@@ -147,8 +153,9 @@ def to_nir(network: MaelstromNetwork, output: str = "scores", drop_feedback: boo
         "features": ",".join(network.features),
         "time_unit": "s",
         "left_out": "; ".join(left_out),
+        **(metadata or {}),
     }
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=graph_metadata)
 
 
 def _readout_nodes(network: MaelstromNetwork, nodes: dict[str, nir.NIRNode], tau_syn: np.ndarray) -> list:
@@ -174,9 +181,15 @@ def _readout_nodes(network: MaelstromNetwork, nodes: dict[str, nir.NIRNode], tau
     return edges
 
 
-def save_nir(network: MaelstromNetwork, path: str | Path, output: str = "scores", drop_feedback: bool = False) -> Path:
+def save_nir(
+    network: MaelstromNetwork,
+    path: str | Path,
+    output: str = "scores",
+    drop_feedback: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     """Write the network as a NIR HDF5 file (atomically); returns the path."""
-    graph = to_nir(network, output=output, drop_feedback=drop_feedback)
+    graph = to_nir(network, output=output, drop_feedback=drop_feedback, metadata=metadata)
     with atomic_write(path) as tmp:
         nir.write(tmp, graph)
     return Path(path)
