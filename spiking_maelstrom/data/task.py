@@ -68,23 +68,15 @@ class Augmented(Dataset):
         return torch.as_tensor(self.transform(frames)), label
 
 
-class Normalized(Dataset):
+class Normalized(Augmented):
     """``dataset`` with the deterministic ``transform`` (a causal front end such as ``BandBalance``)
     applied to every sample as it is read: every split, after any augmentation (see ``augmented``)."""
 
     def __init__(self, dataset: Dataset, transform: Transform) -> None:
         if transform.random:
             raise ValueError(f"{transform} is random: use it as an augmentation, not a front end")
-        self.dataset = dataset
-        self.transform = transform
+        super().__init__(dataset, transform)
         self.groups = getattr(dataset, "groups", {})
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        frames, label = self.dataset[index]
-        return torch.as_tensor(self.transform(frames)), label
 
 
 def augmented(dataset: Dataset, transform: Transform) -> Dataset:
