@@ -200,6 +200,14 @@ def _counts(frames: np.ndarray, who: str) -> np.ndarray:
     return counts
 
 
+def _channel_frames(data: Data, who: str) -> np.ndarray:
+    """``data`` as ``[T, channels]`` frames (SHD), or a clear error for events or other layouts."""
+    frames = None if is_events(data) else _dense(data)
+    if frames is None or frames.ndim != 2:
+        raise TypeError(f"{who} works on [T, channels] frames: apply it after ToFrames or the cache")
+    return frames
+
+
 class RandomTransform(Transform):
     """An augmentation: reproducible from ``seed`` (one stream per DataLoader worker), never cached."""
 
@@ -288,9 +296,7 @@ class SpectralTilt(RandomTransform):
     seed: int = 0
 
     def __call__(self, data: Data) -> Data:
-        frames = None if is_events(data) else _dense(data)
-        if frames is None or frames.ndim != 2:
-            raise TypeError("SpectralTilt works on [T, channels] frames: apply it after ToFrames or the cache")
+        frames = _channel_frames(data, "SpectralTilt")
         counts = _counts(frames, "SpectralTilt")
         rng = self.rng()
         tilt = rng.uniform(-self.max_tilt, self.max_tilt)
@@ -334,9 +340,7 @@ class BandBalance(Transform):
         return cached[steps]
 
     def __call__(self, data: Data) -> Data:
-        frames = None if is_events(data) else _dense(data)
-        if frames is None or frames.ndim != 2:
-            raise TypeError("BandBalance works on [T, channels] frames: apply it after ToFrames or the cache")
+        frames = _channel_frames(data, "BandBalance")
         steps, channels = frames.shape
         if self.bands > channels:
             raise ValueError(f"BandBalance: {self.bands} bands for {channels} channels; at most one band per channel")
