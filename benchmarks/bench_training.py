@@ -26,10 +26,12 @@ Methods (``--methods``):
   threshold and most neurons fire at nearly every step (measured: it learned slower). The whole
   sequence is one graph, so its memory grows with T.
 
-Part 1, cost per epoch as T grows (``--steps``): one epoch over ``--train-samples`` training samples
-(the same subset and order for every method), its wall-clock seconds (data loading included; the
-``data s`` column is one pass over the loader alone), and the peak memory the epoch added to what
-was resident before it (``_common.PeakMemory``; the model and data set are built before). The
+Part 1, cost per epoch as T grows (``--steps``): epochs over ``--train-samples`` training samples
+(the same subset and order for every method), their wall-clock seconds (data loading included; the
+``data s`` column is one pass over the loader alone), and the peak memory the first epoch added to
+what was resident before it (``_common.PeakMemory``; the models and data set are built before).
+With ``--repeats R`` every method trains R epochs, in rounds that visit the methods in turn, and
+the median counts: this machine's speed drifts by tens of percent within minutes. The
 input batch ``[B, T, 700]`` float32 is part of every method's peak: ``input MB`` gives its size,
 and ``data s`` / ``data MB`` the time and peak of one pass over the loader with no training. On
 the CPU the RSS also counts glibc's heap, which keeps freed per-step temporaries: run with
@@ -252,7 +254,7 @@ def data_pass(data: DataLoader) -> float:
 
 
 def cost_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
-    """Part 1: one epoch per method at every T."""
+    """Part 1: ``--repeats`` epochs per method at every T (each method goes on training)."""
     rows = []
     for steps in args.steps:
         task = load(args, steps)
@@ -262,10 +264,20 @@ def cost_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
         with PeakMemory(device) as data_memory:
             data_s = data_pass(loader(train, args.batch, args.seed, 0))
         input_mb = args.batch * steps * math.prod(task.input_shape) * 4 / MB
+        # Every method runs --repeats epochs, interleaved round by round, so that a slow spell of the
+        # machine falls on all of them; the median counts. Peak memory is that of the first epoch.
+        methods = {name: make_method(name, task, args, device) for name in args.methods}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.methods}
+        peaks: dict[str, int] = {}
+        for _ in range(args.repeats):
+            for name, method in methods.items():
+                with PeakMemory(device) as memory:
+                    runs[name].append(run_epoch(method, loader(train, args.batch, args.seed, 0), device))
+                peaks.setdefault(name, memory.delta)
+                print(f"T={steps} {name}: {runs[name][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
         for name in args.methods:
-            method = make_method(name, task, args, device)
-            with PeakMemory(device) as memory:
-                result = run_epoch(method, loader(train, args.batch, args.seed, 0), device)
+            seconds = sorted(r["seconds"] for r in runs[name])
+            result = {**runs[name][0], "seconds": seconds[len(seconds) // 2], "seconds_all": seconds}
             rows.append(
                 {
                     "steps": steps,
@@ -273,14 +285,13 @@ def cost_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
                     "method": name,
                     **result,
                     "seconds_per_sample": result["seconds"] / max(1, result["samples"]),
-                    "peak_mb": memory.delta / MB,
+                    "peak_mb": peaks[name] / MB,
                     "input_batch_mb": input_mb,
                     "data_seconds": data_s,
                     "data_peak_mb": data_memory.delta / MB,
                 }
             )
-            print(f"T={steps} {name}: {result['seconds']:.1f} s", file=sys.stderr, flush=True)
-            del method
+        del methods
     for r in rows:
         peer = next((p for p in rows if p["steps"] == r["steps"] and p["method"] == "bptt"), None)
         if peer is not None:
@@ -347,6 +358,7 @@ def main() -> None:
         help="scaled: PyTorch's init times 1 - beta per neuron (our membrane units); default: PyTorch's init",
     )
     parser.add_argument("--train-samples", type=int, default=256, help="samples per timed epoch (0: all 2,250)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed epochs per method and T, interleaved; median")
     parser.add_argument("--acc-steps", type=int, default=100, help="T of part 2 (0: skip part 2)")
     parser.add_argument("--acc-epochs", type=int, default=3)
     parser.add_argument("--acc-seconds", type=float, default=None, help="same wall-clock budget instead of epochs")
@@ -357,6 +369,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--markdown", help="also write the printed tables to this Markdown file")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -375,20 +389,22 @@ def main() -> None:
         if cost:
             print()
             print(
-                f"Cost of one epoch ({cost[0]['samples']} training samples; x vs bptt: BPTT's value / this row's, "
-                ">1 = less than BPTT; peak MB: added by the epoch, includes the input batch; "
+                f"Cost of one epoch ({cost[0]['samples']} training samples; s/epoch: median of {args.repeats} "
+                "interleaved epochs, range: their fastest and slowest; x vs bptt: BPTT's value / this row's, "
+                ">1 = less than BPTT; peak MB: added by the first epoch, includes the input batch; "
                 "input MB: one input batch; data s, data MB: one pass over the loader alone, no training):"
             )
             print()
-            header = ("T", "dt ms", "method", "s/epoch", "ms/sample", "peak MB", "input MB", "data s", "data MB")
-            print("| " + " | ".join(header) + " | x time vs bptt | x memory vs bptt |")
-            print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            header = ("T", "dt ms", "method", "s/epoch", "range s", "ms/sample", "peak MB", "input MB", "data s")
+            print("| " + " | ".join(header) + " | data MB | x time vs bptt | x memory vs bptt |")
+            print("|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
             for r in cost:
                 x_time = f"{r['x_time_vs_bptt']:.2f}" if "x_time_vs_bptt" in r else ""
                 x_mem = f"{r['x_memory_vs_bptt']:.2f}" if "x_memory_vs_bptt" in r else ""
                 print(
                     f"| {r['steps']} | {r['dt_ms']:g} | {r['method']} | {r['seconds']:.2f} | "
-                    f"{1000 * r['seconds_per_sample']:.1f} | {r['peak_mb']:.0f} | {r['input_batch_mb']:.1f} | "
+                    f"{r['seconds_all'][0]:.2f} to {r['seconds_all'][-1]:.2f} | {1000 * r['seconds_per_sample']:.1f} | "
+                    f"{r['peak_mb']:.0f} | {r['input_batch_mb']:.1f} | "
                     f"{r['data_seconds']:.2f} | {r['data_peak_mb']:.0f} | {x_time} | {x_mem} |"
                 )
             steps = list(dict.fromkeys(r["steps"] for r in cost))

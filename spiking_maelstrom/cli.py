@@ -417,12 +417,12 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     network = load_network(payload)
     # The input the exported network expects: frames through the task's front end, if it had one.
     front_end = payload["task"].get("front_end")
+    notes = {"host_front_end": json.dumps(front_end)} if front_end else None
     mapping = quantize(network, target, args.scaling, args.drop_feedback)
     if args.format == "netx":
-        write_netx(mapping, args.out, readout=args.output == "scores")
+        write_netx(mapping, args.out, readout=args.output == "scores", attributes=notes)
     else:
         plain = network if not target.integer else mapping.dequantized(network)
-        notes = {"host_front_end": json.dumps(front_end)} if front_end else None
         save_nir(plain, args.out, output=args.output, drop_feedback=args.drop_feedback, metadata=notes)
     result = {"file": str(args.out), "format": args.format, "target": target.name, **mapping.summary()}
     if front_end:

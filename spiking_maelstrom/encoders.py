@@ -18,7 +18,11 @@ from torch import Tensor, nn
 
 
 class Encoder(nn.Module):
-    """Base class: ``forward(x [batch, *input_shape], feedback [batch, F] | None) -> [batch, n_out]``."""
+    """Base class: ``forward(x [batch, *input_shape], feedback [batch, F] | None) -> [batch, n_out]``.
+
+    A subclass defines ``body(x) -> [batch, features]``; the output layer ``out`` (one
+    ``nn.Linear``) reads the body's features followed by the feedback (``head_input``).
+    """
 
     def __init__(self, input_shape: Sequence[int], n_out: int, feedback_features: int, gain: float) -> None:
         super().__init__()
@@ -43,10 +47,20 @@ class Encoder(nn.Module):
         if self.feedback_features and feedback is None:
             raise ValueError(f"{type(self).__name__} was built with feedback; pass the feedback tensor")
 
-    def _head(self, hidden: Tensor, feedback: Tensor | None) -> Tensor:
+    def head_input(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
+        """What the output layer reads for input frames ``x``: the body's features, then the feedback."""
+        self._check(x, feedback)
+        hidden = self.body(self._frames(x))
         if self.feedback_features:
             hidden = torch.cat([hidden, feedback.to(hidden.dtype)], dim=-1)
-        return self.out(hidden)
+        return hidden
+
+    def _frames(self, x: Tensor) -> Tensor:
+        """The body's input for frames ``x``."""
+        return x
+
+    def forward(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
+        return self.out(self.head_input(x, feedback))
 
 
 def _linear_stack(sizes: Sequence[int]) -> nn.Sequential:
@@ -76,9 +90,8 @@ class MLPEncoder(Encoder):
         self.body = _linear_stack([n_in, *hidden])
         self._init_output((hidden[-1] if hidden else n_in) + feedback_features)
 
-    def forward(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
-        self._check(x, feedback)
-        return self._head(self.body(x.flatten(1).to(self.out.weight.dtype)), feedback)
+    def _frames(self, x: Tensor) -> Tensor:
+        return x.flatten(1).to(self.out.weight.dtype)
 
 
 class ConvEncoder(Encoder):
@@ -107,7 +120,3 @@ class ConvEncoder(Encoder):
         with torch.no_grad():
             n_flat = self.body(torch.zeros(1, *self.input_shape)).shape[1]
         self._init_output(n_flat + feedback_features)
-
-    def forward(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
-        self._check(x, feedback)
-        return self._head(self.body(x), feedback)

@@ -5,7 +5,9 @@ credit comes from one of three rules, none of which differentiates spikes or the
 
 * ``frozen``: the encoder stays at its random initialisation (a classic liquid state machine).
 * ``dfa``: direct feedback alignment; the per-step readout error ``dL/dy_t`` is sent to the
-  encoder's output through a fixed random matrix ``B [classes, neurons]``.
+  encoder's output through a fixed random matrix ``B [classes, neurons]``. The encoder's output
+  layer is linear, so this credit of rank ``classes`` is never formed as a ``[B, T, neurons]``
+  tensor: it reaches the layer's input and weights through the small product ``B W``.
 * ``local``: the exact gradient through the maelstrom's linear input stage, the synaptic-current
   filter ``i_t = alpha * i_{t-1} + u_t``, into the current feature the readout reads.
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .network import MaelstromNetwork
+from .network import MaelstromNetwork, WindowOutput
 
 RULES = ("frozen", "dfa", "local")
 
@@ -42,10 +44,15 @@ class EncoderRule(nn.Module):
     def local(self) -> bool:
         return self.name == "local"
 
-    def current_credit(self, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor | None:
-        """The rule's gradient for the encoder's output currents ``[B, K, N]``, sent back through the
-        encoder alongside the loss's own gradient (None: nothing extra)."""
-        return None
+    def encoder_objective(
+        self, out: WindowOutput, layer: nn.Linear, targets: Tensor, weights: Tensor, penalty: float
+    ) -> Tensor | None:
+        """A term for a window's objective whose gradient is the rule's credit for the encoder
+        beyond the loss's own (None: nothing). ``layer`` is the encoder's output layer, ``out`` the
+        window run with the encoder's graph, ``penalty`` the weight of :func:`penalty_on_currents`."""
+        if not self.trains_encoder or not penalty:
+            return None
+        return penalty_on_currents(out.currents, weights, penalty)
 
 
 class DFARule(EncoderRule):
@@ -57,10 +64,42 @@ class DFARule(EncoderRule):
         matrix = torch.randn(n_classes, n_neurons, generator=generator) / n_classes**0.5
         self.register_buffer("feedback_matrix", matrix)
 
-    def current_credit(self, logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-        onehot = nn.functional.one_hot(targets, logits.shape[-1]).to(logits.dtype)
-        error = (torch.softmax(logits.detach(), -1) - onehot[:, None, :]) * weights[..., None]
-        return error @ self.feedback_matrix.to(logits.dtype)
+    def encoder_objective(
+        self, out: WindowOutput, layer: nn.Linear, targets: Tensor, weights: Tensor, penalty: float
+    ) -> Tensor:
+        """``sum(u * (e B))`` for the currents ``u = W a + b`` and the weighted readout error ``e``
+        (its gradient with respect to ``u`` is the DFA credit ``e B``), summed as ``a . (e (B W))``
+        so that its backward pass costs ``[B, T, classes]`` products, not ``[B, T, neurons]``."""
+        a, weight, bias = out.head_inputs, layer.weight, layer.bias
+        onehot = nn.functional.one_hot(targets, out.logits.shape[-1]).to(a.dtype)
+        error = (torch.softmax(out.logits.detach().to(a.dtype), -1) - onehot[:, None, :]) * weights[..., None]
+        feedback = self.feedback_matrix.to(a.dtype)
+        objective = (a * (error @ (feedback @ weight))).sum() + (error.sum((0, 1)) @ feedback) @ bias
+        if not penalty:
+            return objective
+        steps, (n, d) = a.shape[0] * a.shape[1], weight.shape
+        # The penalty's gradient is of full rank: through [D, D] Gram matrices when that is cheaper.
+        if 3 * steps * d * d + 2 * n * d * d < 2 * steps * n * d:
+            return objective + _gram_current_penalty(a, layer, weights, penalty)
+        return objective + penalty_on_currents(out.currents, weights, penalty)
+
+
+def penalty_on_currents(currents: Tensor, weights: Tensor, penalty: float) -> Tensor:
+    """``penalty * sum_t w_t mean(u_t^2)`` over a window's currents ``u [B, K, N]`` and step weights
+    ``w [B, K]``: it keeps a trained encoder from driving the maelstrom into saturation."""
+    return penalty * (currents.pow(2).mean(-1) * weights.to(currents.dtype)).sum()
+
+
+def _gram_current_penalty(a: Tensor, layer: nn.Linear, weights: Tensor, penalty: float) -> Tensor:
+    """:func:`penalty_on_currents` of ``u = layer(a)`` for head inputs ``a [B, K, D]``, expanded as
+    ``sum_t w_t (a_t' W'W a_t + 2 b'W a_t + b'b)``: no ``[B, K, N]`` tensor in its graph."""
+    weight, bias = layer.weight, layer.bias
+    flat = a.flatten(0, 1)
+    weighted = flat * weights.reshape(-1, 1).to(a.dtype)
+    quadratic = ((weighted.T @ flat) * (weight.T @ weight)).sum()
+    linear = 2 * (weighted.sum(0) @ (weight.T @ bias))
+    constant = weights.sum().to(a.dtype) * (bias @ bias)
+    return penalty / weight.shape[0] * (quadratic + linear + constant)
 
 
 def make_rule(name: str, n_classes: int, n_neurons: int, seed: int = 0) -> EncoderRule:
@@ -122,14 +161,8 @@ def train_batch(
         sl = slice(start, start + window)
         out = network.run_window(x[:, sl], state, encoder_grad=rule.trains_encoder, local=rule.local)
         loss = sequence_loss(out.logits, targets, weights[:, sl])
-        objective = loss
-        if current_penalty and rule.trains_encoder:
-            objective = loss + current_penalty * (out.currents.pow(2).mean(-1) * weights[:, sl]).sum()
-        credit = rule.current_credit(out.logits, targets, weights[:, sl])
-        if credit is None:
-            objective.backward()
-        else:  # the credit enters as the currents' own gradient: no surrogate product to build
-            torch.autograd.backward((objective, out.currents), (None, credit.to(out.currents.dtype)))
+        credit = rule.encoder_objective(out, network.encoder.out, targets, weights[:, sl], current_penalty)
+        (loss if credit is None else loss + credit).backward()
         total += float(loss.detach())
         all_logits.append(out.logits.detach())
         state = out.state

@@ -83,13 +83,15 @@ class NetworkState(NamedTuple):
 class WindowOutput(NamedTuple):
     """Result of running a window of steps: scores ``[B, K, C]``, encoder currents ``[B, K, N]``
     (carrying the encoder's graph when it was asked for), spikes ``[B, K, N]`` or None, the new
-    state, and the readout features ``[B, K, F]`` when asked for."""
+    state, the readout features ``[B, K, F]`` when asked for, and, with the encoder's graph, what
+    its output layer read ``[B, K, D]`` (``Encoder.head_input``)."""
 
     logits: Tensor
     currents: Tensor
     spikes: Tensor | None
     state: NetworkState
     features: Tensor | None = None
+    head_inputs: Tensor | None = None
 
 
 class MaelstromNetwork(nn.Module):
@@ -161,7 +163,7 @@ class MaelstromNetwork(nn.Module):
     ) -> WindowOutput:
         """Run ``x [B, K, *input_shape]`` from ``state``.
 
-        ``encoder_grad`` keeps the encoder's graph in the returned currents. ``local`` adds the
+        ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs. ``local`` adds the
         exact gradient path through the maelstrom's synaptic-current filter (``c_t = alpha c_{t-1}
         + u_t``, started afresh at the window) into the current feature; spikes and recurrence stay
         outside every graph.
@@ -172,18 +174,21 @@ class MaelstromNetwork(nn.Module):
         grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
         if not self.feedback:
             with grad_ctx:
-                all_u = self.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+                all_a = self.encoder.head_input(x.flatten(0, 1))
+                all_u = self.encoder.out(all_a).unflatten(0, x.shape[:2])
                 step_u = all_u.unbind(1)  # one backward node for all steps (a slice per step costs T^2)
         neurons, trace, feedback = state
         # Features are written in place, step by step, into one buffer (no per-step cat or final stack).
         feats = trace.new_empty(batch, steps, self.n_features)
         slots = feats.split(self.maelstrom.n_neurons, dim=-1)
-        currents, logits, paths, spikes = [], [], [], []
+        currents, head_inputs, logits, paths, spikes = [], [], [], [], []
         filtered = None
         for t in range(steps):
             if self.feedback:
                 with grad_ctx:
-                    u = self.encoder(x[:, t], feedback)
+                    a = self.encoder.head_input(x[:, t], feedback)
+                    u = self.encoder.out(a)
+                head_inputs.append(a)
             else:
                 u = step_u[t]
             neurons = self.maelstrom.step(u, neurons)
@@ -203,8 +208,10 @@ class MaelstromNetwork(nn.Module):
                 spikes.append(neurons.z)
         if self.feedback:
             scores = torch.stack(logits, 1)
+            heads = torch.stack(head_inputs, 1) if encoder_grad else None
         else:
             scores = self.readout(self._with_current_path(feats, torch.stack(paths, 1)) if local else feats)
+            heads = all_a.unflatten(0, x.shape[:2]) if encoder_grad else None
         return WindowOutput(
             logits=scores,
             # Without feedback the encoder's one output is the currents: no per-step slices in its graph.
@@ -212,6 +219,7 @@ class MaelstromNetwork(nn.Module):
             spikes=torch.stack(spikes, 1) if record else None,
             state=NetworkState(neurons, trace, feedback),
             features=feats if keep_features else None,
+            head_inputs=heads,
         )
 
     @torch.no_grad()

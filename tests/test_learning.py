@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking_maelstrom.learning import make_rule, predict, sequence_loss, step_weights, train_batch
+from spiking_maelstrom import learning
+from spiking_maelstrom.learning import make_rule, penalty_on_currents, predict, sequence_loss, step_weights, train_batch
 
 from .conftest import tiny_network
 
@@ -34,14 +35,14 @@ def test_maelstrom_is_bit_identical_after_training_and_never_gets_a_gradient(tin
     assert encoder_changed == rule.trains_encoder
 
 
-def _zero_lr_grads(net, rule_name, task, window):
+def _zero_lr_grads(net, rule_name, task, window, penalty=0.0):
     """Gradients left by one train_batch with a zero learning rate (so nothing moves)."""
     net.eval()  # fixed feature normalisation, so the reference below sees the same map
     rule = make_rule(rule_name, net.n_classes, net.maelstrom.n_neurons, seed=3)
     optimizer = torch.optim.SGD(list(net.readout.parameters()) + list(net.encoder.parameters()), lr=0.0)
     x, y = _batch(task)
     x = x.to(net.maelstrom.weight.dtype)
-    _, logits = train_batch(net, rule, optimizer, x, y, task.mask, window=window)
+    _, logits = train_batch(net, rule, optimizer, x, y, task.mask, window=window, current_penalty=penalty)
     return rule, x, y, logits
 
 
@@ -85,6 +86,40 @@ def test_dfa_sends_the_readout_error_through_the_fixed_matrix(tiny_task):
     want_weight = torch.einsum("btn,btk->nk", delta, x)
     assert torch.allclose(net.encoder.out.weight.grad, want_weight, rtol=1e-4, atol=1e-6)
     assert torch.allclose(net.encoder.out.bias.grad, delta.sum((0, 1)), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("feedback", [False, True])
+@pytest.mark.parametrize(("hidden", "gram"), [((8,), True), ((200,), False)])
+def test_dfa_credit_and_penalty_equal_the_full_currents_gradient(tiny_task, monkeypatch, feedback, hidden, gram):
+    """The low-rank DFA objective (and the Gram form of the current penalty, taken when the encoder's
+    head is narrower than the maelstrom) gives the gradients of sending ``e B`` plus the penalty's
+    gradient into the currents [B, T, N] themselves."""
+    calls = []
+    monkeypatch.setattr(learning, "_gram_current_penalty", lambda *a: calls.append(1) or GRAM(*a))
+    net = tiny_network(tiny_task, rule_feedback=feedback, encoder_hidden=hidden).double()
+    penalty, window = 0.05, 30
+    rule, x, y, _ = _zero_lr_grads(net, "dfa", tiny_task, window, penalty)
+    got = [p.grad.clone() for p in net.encoder.parameters()]
+    assert bool(calls) == gram
+
+    net.zero_grad()
+    weights = step_weights(tiny_task.mask, len(y)).double()
+    state = net.init_state(len(y))
+    for start in range(0, x.shape[1], window):
+        sl = slice(start, start + window)
+        out = net.run_window(x[:, sl], state, encoder_grad=True)
+        onehot = torch.nn.functional.one_hot(y, net.n_classes).double()
+        error = (torch.softmax(out.logits.detach(), -1) - onehot[:, None]) * weights[:, sl, None]
+        penalty_term = penalty_on_currents(out.currents, weights[:, sl], penalty)
+        torch.autograd.backward((penalty_term, out.currents), (None, error @ rule.feedback_matrix.double()))
+        state = out.state
+    want = [p.grad for p in net.encoder.parameters()]
+    for a, b in zip(got, want, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert all(a.abs().sum() > 0 for a in got)
+
+
+GRAM = learning._gram_current_penalty
 
 
 def test_state_between_windows_carries_no_graph(tiny_task):

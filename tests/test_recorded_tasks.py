@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import nir
 import numpy as np
 import pytest
@@ -127,12 +128,17 @@ def test_a_run_with_a_front_end_exports_what_its_input_must_go_through(tmp_path,
     args = ["train", "--dataset", "shd", "--data-dir", str(data), "--task-option", "n_steps=20"]
     args += ["--task-option", "balance=4", "--task-option", f'cache_dir="{tmp_path / "cache"}"', "--neurons", "30"]
     args += ["--encoder", "linear", "--no-feedback", "--readout", "ridge", "--encoder-rule", "frozen"]
+    args += ["--tau-mem", "0.2", "0.2", "--tau-syn", "0.05", "0.05"]  # one decay each, as Loihi 2 needs
     assert main([*args, "--features", "trace", "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["export", str(run), "--format", "nir", "-o", str(tmp_path / "f.nir")]) == 0
     expected = {"name": "BandBalance", "bands": 4, "tau": 20.0, "floor": 0.1}  # 200 ms at 10 ms steps
     assert json.loads(capsys.readouterr().out)["host_front_end"] == expected
     assert json.loads(str(nir.read(tmp_path / "f.nir").metadata["host_front_end"])) == expected
+    assert main(["export", str(run), "--format", "netx", "--target", "loihi2", "-o", str(tmp_path / "f.h5")]) == 0
+    assert json.loads(capsys.readouterr().out)["host_front_end"] == expected
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert json.loads(f.attrs["host_front_end"]) == expected
 
 
 def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):

@@ -9,7 +9,9 @@ the trace-readout scores. ``type`` strings are ``S10`` arrays of shape (1,) as s
 weights and decays are integers; the reader maps ``du = iDecay - 1`` (Lava adds 1 back) and
 applies ``bias_exp = 6``, the same shift as the weighted input, so weights, bias and ``vThMant``
 share one unit. Lava's Dense delays every synapse by one step; ``RecurrentDense``'s timing is not
-verified here (lava-dl does not install on this machine).
+verified here (lava-dl does not install on this machine). Notes for the deployment (e.g. the host
+front end the input frames must pass through) are string attributes of the file's root, which
+lava-dl's reader does not look at.
 """
 
 from __future__ import annotations
@@ -51,9 +53,12 @@ def _one(values: torch.Tensor, what: str) -> int:
     return int(unique[0])
 
 
-def write_netx(q: QuantizedNetwork, path: str | Path, readout: bool = True) -> Path:
+def write_netx(
+    q: QuantizedNetwork, path: str | Path, readout: bool = True, attributes: dict[str, str] | None = None
+) -> Path:
     """Write a mapping quantised for a ``fraction``-decay integer target (Loihi 2) as netx HDF5;
-    ``readout=False`` writes the maelstrom alone (its spikes are the output)."""
+    ``readout=False`` writes the maelstrom alone (its spikes are the output); ``attributes`` become
+    string attributes of the file's root."""
     if q.target.decay["kind"] != "fraction" or not q.target.integer:
         raise ExportError(f"netx: needs an integer target with fractional decays (loihi2), not {q.target.name}")
     if readout and q.features != ("trace",):
@@ -66,6 +71,7 @@ def write_netx(q: QuantizedNetwork, path: str | Path, readout: bool = True) -> P
         raise ExportError(f"netx: encoder bias {int(np.abs(bias).max())} exceeds the 13-bit bias mantissa")
     n, d = q.encoder_weight.shape
     with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(attributes or {})
         layer = f.create_group("layer")
         inp = layer.create_group("0")
         _type(inp, "input")
