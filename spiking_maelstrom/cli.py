@@ -28,7 +28,7 @@ from .learning import RULES
 from .maelstrom import MaelstromConfig
 from .network import ENCODERS, FEATURES, READOUTS, NetworkConfig, build_network, network_config_for
 from .plots import plot_accuracy, plot_raster
-from .trainer import TrainConfig, Trainer, evaluate_network, load_network, train_and_score
+from .trainer import LR_SCHEDULES, TrainConfig, Trainer, evaluate_network, load_network, train_and_score
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         "--encoder-lr",
         type=float,
         help=f"encoder learning rate (default: the data set's, else {TrainConfig.encoder_lr})",
+    )
+    train.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=TrainConfig.lr_schedule,
+        help="both learning rates over the run: constant, or a half cosine down to 0 after the last epoch",
     )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -299,6 +305,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             current_penalty=args.current_penalty,
             encoder_rule=args.encoder_rule,
             seed=args.seed,
+            lr_schedule=args.lr_schedule,
         )
         trainer = Trainer(network, task, config, progress=progress)
     write_json(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,13 +19,17 @@ from .learning import RULES, make_rule, predict, sequence_loss, step_weights, tr
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class TrainConfig:
     """How to train: ``window`` is the number of steps per backward pass (see ``learning``);
     ``readout_init="ridge"`` starts a linear readout from the closed-form ridge fit on the
     untrained network (one extra pass), so training refines the classic LSM solution.
-    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``)."""
+    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``).
+    ``lr_schedule="cosine"`` lowers both learning rates batch by batch along a half cosine, from
+    ``lr`` / ``encoder_lr`` at the first batch towards 0 after the last batch of ``epochs``."""
 
     epochs: int = 4
     batch_size: int = 32
@@ -37,8 +42,11 @@ class TrainConfig:
     readout_init: str = "random"
     val_fraction: float = 0.1
     seed: int = 0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
         if self.readout_init not in ("random", "ridge"):
             raise ValueError(f"unknown readout_init {self.readout_init!r}: use 'random' or 'ridge'")
         if self.encoder_rule not in RULES:
@@ -81,6 +89,7 @@ class Trainer:
             network.encoder.requires_grad_(False)
         groups = [g for g in groups if g["params"]]
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
+        self._base_lrs = [g["lr"] for g in groups]
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
         if task.augment is not None:
             self.train_set = augmented(self.train_set, task.augment)
@@ -109,8 +118,10 @@ class Trainer:
             loss, accuracy = float("nan"), None
         else:
             total, correct, samples = 0.0, 0, 0
-            bar = self._bar(self._loader(self.train_set, shuffle=True), f"epoch {self.epoch + 1}")
-            for x, y in bar:
+            loader = self._loader(self.train_set, shuffle=True)
+            bar = self._bar(loader, f"epoch {self.epoch + 1}")
+            for batch, (x, y) in enumerate(bar):
+                self._schedule_learning_rates(self.epoch * len(loader) + batch, self.config.epochs * len(loader))
                 x, y = x.to(self.device), y.to(self.device)
                 batch_loss, logits = train_batch(
                     self.network,
@@ -137,6 +148,13 @@ class Trainer:
             record["val_accuracy"] = self.evaluate(self.val_set)["accuracy"]
         self.history.append(record)
         return record
+
+    def _schedule_learning_rates(self, step: int, steps: int) -> None:
+        """Set the learning rates for batch ``step`` of ``steps`` (see ``TrainConfig.lr_schedule``)."""
+        if self.config.lr_schedule == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * min(step / steps, 1.0)))
+            for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+                group["lr"] = base * factor
 
     @torch.no_grad()
     def _fit_ridge(self, readout: RidgeReadout) -> None:

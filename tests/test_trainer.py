@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from spiking_maelstrom import TrainConfig, Trainer, load_network
+from spiking_maelstrom import trainer as trainer_module
 from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.files import atomic_write
 
@@ -53,6 +56,35 @@ def test_resumed_training_matches_uninterrupted_training(tiny_task, tmp_path):
     second.fit()
     for name, value in straight.network.state_dict().items():
         assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+
+
+def test_cosine_schedule_runs_both_learning_rates_down_and_resumes_on_course(tiny_task, tmp_path, monkeypatch):
+    seen = []
+    real = trainer_module.train_batch
+
+    def spy(network, rule, optimizer, *args):
+        seen.extend(g["lr"] for g in optimizer.param_groups)
+        return real(network, rule, optimizer, *args)
+
+    monkeypatch.setattr(trainer_module, "train_batch", spy)
+    config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, encoder_lr=2e-3, window=10, lr_schedule="cosine")
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight.fit()
+    steps = len(seen) // 2
+    factors = [0.5 * (1 + math.cos(math.pi * s / steps)) for s in range(steps)]
+    assert seen == pytest.approx([base * f for f in factors for base in (1e-2, 2e-3)])
+
+    seen.clear()
+    first = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    first.train_epoch()
+    first.save(tmp_path / "c.pt")
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    second.fit()
+    assert seen == pytest.approx([base * f for f in factors for base in (1e-2, 2e-3)])
+    for name, value in straight.network.state_dict().items():
+        assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+    with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
+        TrainConfig(lr_schedule="step")
 
 
 def test_bad_checkpoints_are_named(tmp_path):
