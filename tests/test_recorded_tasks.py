@@ -103,6 +103,16 @@ def test_shd_spectral_tilt_option_augments_training_frames_only(tmp_path):
         load_task("shd", data, n_steps=20, tilt=-1, cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_shd_mask_option_silences_a_band_of_training_frames_only(tmp_path):
+    data = _shd_fixture(tmp_path / "shd")
+    task = load_task("shd", data, n_steps=20, mask=700, cache_dir=tmp_path / "cache", progress=False)
+    assert task.options["mask"] == 700 and "ChannelMask" in repr(task.augment)
+    frames, _ = task.train[0]
+    assert any(float(task.augment(frames).sum()) < float(frames.sum()) for _ in range(5))
+    with pytest.raises(ValueError, match="mask=-3"):
+        load_task("shd", data, n_steps=20, mask=-3, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
     plain = load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False)

@@ -12,6 +12,7 @@ from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.transforms import (
     BandBalance,
     ChannelBin,
+    ChannelMask,
     ChannelShift,
     Compose,
     Downsample,
@@ -177,6 +178,26 @@ def test_spectral_tilt_thins_one_end_of_the_channels():
         tilt(np.zeros((4, 2, 34, 34), dtype=np.float32))
     with pytest.raises(TypeError, match=r"\[T, channels\] frames"):
         tilt(random_shd(np.random.default_rng(0)))
+
+
+def test_channel_mask_silences_one_band_of_at_most_max_width_channels():
+    frames = np.arange(1, 1 + 30 * 50, dtype=np.float32).reshape(30, 50)
+    mask = ChannelMask(max_width=12, seed=5)
+    widths = []
+    for _ in range(40):
+        out = mask(frames)
+        silent = np.flatnonzero((out == 0).all(0))
+        assert np.array_equal(out[:, ~np.isin(np.arange(50), silent)], np.delete(frames, silent, axis=1))
+        assert len(silent) == 0 or np.array_equal(silent, np.arange(silent[0], silent[-1] + 1))  # one band
+        widths.append(len(silent))
+    assert max(widths) <= 12 and len(set(widths)) > 5
+    assert np.array_equal(ChannelMask(12, seed=5)(frames), ChannelMask(12, seed=5)(frames))
+    given = torch.from_numpy(frames.copy())
+    assert isinstance(mask(given), torch.Tensor) and torch.equal(given, torch.from_numpy(frames))  # input kept
+    wide = ChannelMask(500, seed=1)  # wider than the 50 channels: up to all of them
+    assert any((wide(frames) == 0).all(0).sum() > 12 for _ in range(20))
+    with pytest.raises(TypeError, match=r"ChannelMask works on \[T, channels\] frames"):
+        mask(np.zeros((4, 2, 34, 34), dtype=np.float32))
 
 
 def test_keys_are_json_and_follow_the_configuration():

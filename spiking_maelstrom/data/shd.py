@@ -169,6 +169,7 @@ def shd_task(
     shift: int = 0,
     jitter: float = 0.0,
     tilt: float = 0.0,
+    mask: int = 0,
     balance: int = 0,
     balance_ms: float = 200.0,
     cache_dir: str | Path | None = None,
@@ -178,7 +179,8 @@ def shd_task(
     (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
     training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
-    of time jitter and a random spectral tilt of up to ``tilt`` (``SpectralTilt``). ``balance=K``
+    of time jitter, a random spectral tilt of up to ``tilt`` (``SpectralTilt``) and a silenced band
+    of up to ``mask`` channels (``ChannelMask``). ``balance=K``
     puts an online spectral balance over K bands with a ``balance_ms`` time constant
     (``BandBalance``) in front of the network, on every split after the augmentation."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
@@ -186,7 +188,7 @@ def shd_task(
     if channel_bin > 1:
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
-    augment = training_augmentation(shift, jitter, tilt)
+    augment = training_augmentation(shift, jitter, tilt, mask)
     if balance < 0 or balance_ms <= 0:
         raise ValueError(f"balance needs balance >= 0 bands and balance_ms > 0, got {balance} and {balance_ms}")
     front_end = BandBalance(balance, balance_ms / dt_ms) if balance else None
@@ -194,6 +196,7 @@ def shd_task(
         shift=shift,
         jitter=jitter,
         tilt=tilt,
+        mask=mask,
         balance=balance,
         balance_ms=balance_ms,
         data_dir=str(root.resolve()),

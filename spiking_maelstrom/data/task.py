@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from .cache import CachedFrames
 from .events import EventSource
-from .transforms import ChannelShift, Compose, SpectralTilt, TimeJitter, Transform
+from .transforms import ChannelMask, ChannelShift, Compose, SpectralTilt, TimeJitter, Transform
 
 
 @dataclass
@@ -98,16 +98,21 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-def training_augmentation(shift: int, jitter: float, tilt: float = 0.0, seed: int = 0) -> list[Transform]:
+def training_augmentation(
+    shift: int, jitter: float, tilt: float = 0.0, mask: int = 0, seed: int = 0
+) -> list[Transform]:
     """The recorded tasks' training augmentation: a random shift of up to ``shift`` channels (pixels
     in x and y for 2-D frames), Gaussian time jitter of ``jitter`` steps per event and, for channel
-    frames, a random spectral tilt of up to ``tilt`` (log-gain across the channels)."""
-    if shift < 0 or jitter < 0 or tilt < 0:
+    frames, a random spectral tilt of up to ``tilt`` (log-gain across the channels) and a silenced
+    band of up to ``mask`` channels."""
+    if shift < 0 or jitter < 0 or tilt < 0 or mask < 0:
         raise ValueError(
-            f"augmentation needs shift, jitter and tilt >= 0, got shift={shift}, jitter={jitter}, tilt={tilt}"
+            "augmentation needs shift, jitter, tilt and mask >= 0, "
+            f"got shift={shift}, jitter={jitter}, tilt={tilt}, mask={mask}"
         )
     steps: list[Transform] = [ChannelShift(shift, seed)] if shift else []
     steps += [SpectralTilt(tilt, seed + 2)] if tilt else []
+    steps += [ChannelMask(mask, seed + 3)] if mask else []
     return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
 
 

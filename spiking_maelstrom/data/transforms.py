@@ -2,7 +2,8 @@
 
 Every transform is a frozen dataclass, so its configuration is plain data: :meth:`Transform.key`
 turns it into the JSON-able dict the HDF5 cache is keyed on. Deterministic transforms can be
-cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, :class:`SpectralTilt`, ``random = True``) are training
+cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, :class:`SpectralTilt`, :class:`ChannelMask`,
+``random = True``) are training
 augmentations, applied on the fly after the cache, reproducibly from their ``seed``. A causal
 front end such as :class:`BandBalance` goes after the augmentations (``data.task.Normalized``).
 
@@ -303,6 +304,25 @@ class SpectralTilt(RandomTransform):
         position = np.linspace(0.0, 1.0, frames.shape[1])
         keep = np.exp(tilt * position - max(tilt, 0.0))
         return _like(rng.binomial(counts, keep).astype(frames.dtype), data)
+
+
+@dataclass(frozen=True)
+class ChannelMask(RandomTransform):
+    """Silence a random band of ``[T, C]`` channel frames (SHD) in every frame, like SpecAugment's
+    frequency masking (Park et al. 2019): a width drawn from ``0..max_width`` channels at a random
+    place, so that the network cannot lean on any one band, which a voice or microphone may lack."""
+
+    max_width: int
+    seed: int = 0
+
+    def __call__(self, data: Data) -> Data:
+        frames = _channel_frames(data, "ChannelMask")
+        rng = self.rng()
+        width = int(rng.integers(0, min(self.max_width, frames.shape[1]) + 1))
+        start = int(rng.integers(0, frames.shape[1] - width + 1))
+        masked = frames.copy()
+        masked[:, start : start + width] = 0
+        return _like(masked, data)
 
 
 @dataclass(frozen=True)
