@@ -2,10 +2,10 @@
 
 Every transform is a frozen dataclass, so its configuration is plain data: :meth:`Transform.key`
 turns it into the JSON-able dict the HDF5 cache is keyed on. Deterministic transforms can be
-cached; random ones (:class:`TimeJitter`, :class:`ChannelShift`, :class:`SpectralTilt`, :class:`ChannelMask`,
-``random = True``) are training
-augmentations, applied on the fly after the cache, reproducibly from their ``seed``. A causal
-front end such as :class:`BandBalance` goes after the augmentations (``data.task.Normalized``).
+cached; random ones (``random = True``: :class:`TimeJitter`, :class:`ChannelShift`,
+:class:`SpectralTilt`, :class:`ChannelMask`) are training augmentations, applied on the fly after
+the cache, reproducibly from their ``seed``. A causal front end such as :class:`BandBalance`
+goes after the augmentations (``data.task.Normalized``).
 
 Events are the structured arrays of :mod:`.events`; dense frames are ``[T, *sensor]`` numpy arrays
 or torch tensors (returned as the type they came in). Frame layouts: N-MNIST ``[T, 2, 34, 34]``
