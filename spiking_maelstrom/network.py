@@ -87,9 +87,9 @@ class NetworkState(NamedTuple):
 
 class WindowOutput(NamedTuple):
     """Result of running a window of steps: scores ``[B, K, C]``, encoder currents ``[B, K, N]``
-    (carrying the encoder's graph when it was asked for; None from ``forward``), spikes ``[B, K, N]`` or None, the new
-    state, the readout features ``[B, K, F]`` when asked for, and, with the encoder's graph, what
-    its output layer read ``[B, K, D]`` (``Encoder.head_input``)."""
+    (carrying the encoder's graph when it was asked for; None from ``forward``), spikes
+    ``[B, K, N]`` or None, the new state, the readout features ``[B, K, F]`` when asked for, and,
+    with the encoder's graph, what its output layer read ``[B, K, D]`` (``Encoder.head_input``)."""
 
     logits: Tensor
     currents: Tensor | None
@@ -168,10 +168,10 @@ class MaelstromNetwork(nn.Module):
     ) -> WindowOutput:
         """Run ``x [B, K, *input_shape]`` from ``state``.
 
-        ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs. ``local`` adds the
-        exact gradient path through the maelstrom's synaptic-current filter (``c_t = alpha c_{t-1}
-        + u_t``, started afresh at the window) into the current feature; spikes and recurrence stay
-        outside every graph.
+        ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs.
+        ``local`` adds the exact gradient path through the maelstrom's synaptic-current filter
+        (``c_t = alpha c_{t-1} + u_t``, started afresh at the window) into the current feature;
+        spikes and recurrence stay outside every graph.
         """
         if local and "current" not in self.features:
             raise ValueError("the local rule needs 'current' among the readout features")
@@ -193,7 +193,8 @@ class MaelstromNetwork(nn.Module):
                 with grad_ctx:
                     a = self.encoder.head_input(x[:, t], feedback)
                     u = self.encoder.out(a)
-                head_inputs.append(a)
+                if encoder_grad:
+                    head_inputs.append(a)
             else:
                 u = step_u[t]
             neurons = self.maelstrom.step(u, neurons)
@@ -247,8 +248,8 @@ class MaelstromNetwork(nn.Module):
             logits.append(out.logits)
             spikes.append(out.spikes)
             state = out.state
-        spikes = torch.cat(spikes, 1) if record else None
-        return out._replace(logits=torch.cat(logits, 1), currents=None, spikes=spikes)
+        recorded = torch.cat(spikes, 1) if record else None
+        return out._replace(logits=torch.cat(logits, 1), currents=None, spikes=recorded)
 
 
 REFERENCE_DT = 1e-3

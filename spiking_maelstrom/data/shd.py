@@ -180,9 +180,9 @@ def shd_task(
     training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
     of time jitter, a random spectral tilt of up to ``tilt`` (``SpectralTilt``) and a silenced band
-    of up to ``mask`` channels (``ChannelMask``). ``balance=K``
-    puts an online spectral balance over K bands with a ``balance_ms`` time constant
-    (``BandBalance``) in front of the network, on every split after the augmentation."""
+    of up to ``mask`` channels (``ChannelMask``). ``balance=K`` puts an online spectral balance
+    over K bands with a ``balance_ms`` time constant (``BandBalance``) in front of the network, on
+    every split after the augmentation."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e-3, n_steps, SENSOR_SIZE)]
     if channel_bin > 1:
