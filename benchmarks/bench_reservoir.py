@@ -8,12 +8,14 @@ and returns the spikes ``[B, T, N]``; the input projection is inside the timed c
 
 Implementations (``--peers`` picks the peers; ours are always run):
 
-- ``ours-dense``, ``ours-event``, ``ours-sparse``, ``ours-auto`` (CPU) and ``ours-graph`` (CUDA):
-  ``Maelstrom.run`` with the dense backend (one ``addmm`` with all of W^T per step), the event
-  backend (``embedding_bag``: each sample sums the rows of W^T of the neurons that spiked), the
-  sparse backend (W as a CSR matrix times the spikes), auto (the cheapest of the
-  three each step, what users get by default) or the graph backend (the dense steps captured in
-  CUDA graphs of 64 steps and replayed: no per-step Python or launch overhead).
+- ``ours-dense``, ``ours-event``, ``ours-sparse``, ``ours-fused``, ``ours-auto`` (CPU) and
+  ``ours-graph`` (CUDA): ``Maelstrom.run`` with the dense backend (one ``addmm`` with all of W^T
+  per step), the event backend (``embedding_bag``: each sample sums the rows of W^T of the neurons
+  that spiked), the sparse backend (W as a CSR matrix times the spikes), the fused backend (the
+  event product and the neuron update in one compiled numba kernel per run, one sample per
+  thread; the rows of W^T read dense up to 32 MB of W, as CSR beyond), auto (what users get by
+  default: fused on the CPU) or the graph backend (the dense steps captured in CUDA graphs of 64
+  steps and replayed: no per-step Python or launch overhead).
 - ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
   then ``cuba_lif_step``).
 - ``norse``: ``norse.torch.LIFRecurrent`` with our per-neuron time constants; the same dynamics.
@@ -50,8 +52,9 @@ kernels' time alone); ``event`` = a pure read, step by step, of the rows of W^T 
 path adds up (one row per spike of the previous step, summed per sample by ``embedding_bag``,
 which reads each row and writes one [N] row per sample: the event backend's own product alone,
 so its floor/time is the share of the run spent outside that product); ``sparse`` = T reads of W's CSR arrays
-(values and column indices), the memory the sparse product must stream each step. ``ours-auto``
-is held to the dense floor: the GEMM of the same arithmetic, which it is meant to beat.
+(values and column indices), the memory the sparse product must stream each step. ``ours-fused``
+and ``ours-auto`` are held to the dense floor: the GEMM of the same arithmetic, which they are
+meant to beat.
 Also reported per N: the same T steps as one big GEMM
 ``[B T, N] x [N, N]`` (in row chunks), the compute limit without the step-by-step dependency.
 
@@ -92,7 +95,10 @@ from spiking_maelstrom.maelstrom import MaelstromParameters, draw_parameters
 from spiking_maelstrom.neuron import cuba_lif_step
 
 PEERS = ("plain-loop", "norse", "snntorch", "snntorch-zero", "snntorch-rleaky")
-OURS = {"cpu": ("ours-dense", "ours-auto", "ours-event", "ours-sparse"), "cuda": ("ours-dense", "ours-graph")}
+OURS = {
+    "cpu": ("ours-dense", "ours-auto", "ours-event", "ours-sparse", "ours-fused"),
+    "cuda": ("ours-dense", "ours-graph"),
+}
 BACKEND = {name: name.removeprefix("ours-") for name in {*OURS["cpu"], *OURS["cuda"]}}
 FLOOR = {"event": "event", "sparse": "sparse"}  # the other backends are held to the dense floor
 EXACT = {*BACKEND, "plain-loop", "norse", "snntorch"}  # run our dynamics
@@ -121,9 +127,12 @@ class Impl:
 
 def _ours(m: Maelstrom, w_in: Tensor) -> Impl:
     """Input projected for all steps in one matmul (no feedback), then the maelstrom."""
-    held = [*m.buffers(), w_in] + (
-        [m.sparse_weight] if m.backend in ("sparse", "auto") and not m.weight.is_cuda else []
-    )
+    held = [*m.buffers(), w_in]
+    if m.backend == "sparse":
+        held.append(m.sparse_weight)
+    if not m.weight.is_cuda and m.backend in ("fused", "auto"):
+        weights = m._fused_weights()
+        held += list(weights) if len(weights) == 3 else []  # the CSR copy of W^T (dense rows are W itself)
     return Impl(lambda x: m.run(x @ w_in.T)[0], held, FLOOR.get(m.backend, "dense"), [m])
 
 

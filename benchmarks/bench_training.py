@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from spiking_maelstrom.data import Task, load_task
 from spiking_maelstrom.learning import RULES, predict, train_batch
-from spiking_maelstrom.maelstrom import Maelstrom
+from spiking_maelstrom.maelstrom import BACKENDS, Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
 from spiking_maelstrom.trainer import TrainConfig, Trainer, evaluate_network
 
@@ -81,6 +81,10 @@ class OursMethod:
         maelstrom = {"n_neurons": args.neurons, "seed": args.seed}
         config = network_config_for(task, maelstrom=maelstrom, seed=args.seed, feedback=feedback)
         self.network = build_network(config, device)
+        self.network.maelstrom.backend = args.backend
+        # The first fused run of a process loads numba and the compiled kernel (about 0.5 s and
+        # 80 MB, once, like an import): done here, before the timed epochs.
+        self.network.maelstrom.run(torch.zeros(1, 1, args.neurons, device=device))
         train = TrainConfig(
             batch_size=args.batch,
             encoder_rule=rule,
@@ -347,6 +351,7 @@ def main() -> None:
     parser.add_argument("--duration-ms", type=float, default=1000.0, help="time covered by the T bins")
     parser.add_argument("--channel-bin", type=int, default=1, help="sum this many adjacent channels (1: all 700)")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="maelstrom backend of the ours-* methods")
     parser.add_argument("--window", type=int, default=25, help="steps per backward pass of the online training")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["ours-dfa", "ours-local", "bptt"])
     parser.add_argument("--bptt-neuron", choices=("rsynaptic", "rleaky"), default="rsynaptic")
@@ -382,7 +387,8 @@ def main() -> None:
     with markdown_report(args.markdown):
         print_environment(env, memory_method)
         print(
-            f"- setting: fsdd-shd ({args.data_dir}; not SHD), N {args.neurons}, batch {args.batch}, "
+            f"- setting: fsdd-shd ({args.data_dir}; not SHD), N {args.neurons}, maelstrom backend {args.backend}, "
+            f"batch {args.batch}, "
             f"{args.duration_ms:g} ms per sample in T bins, channel bin {args.channel_bin}, window {args.window}, "
             f"BPTT: snnTorch {args.bptt_neuron}, init {args.bptt_init}, Adam lr {args.bptt_lr:g}"
         )

@@ -7,7 +7,7 @@ crosses the maelstrom.
 from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .learning import RULES, make_rule, predict, train_batch
-from .maelstrom import Maelstrom, MaelstromConfig
+from .maelstrom import Maelstrom, MaelstromConfig, Probe
 from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
 from .neuron import CubaLIFState, cuba_lif_step
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
@@ -24,6 +24,7 @@ __all__ = [
     "ConvEncoder",
     "Maelstrom",
     "MaelstromConfig",
+    "Probe",
     "CubaLIFState",
     "cuba_lif_step",
     "LinearReadout",

@@ -8,23 +8,21 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from . import fused
+from . import fused, fused_cpu
 from .connectivity import draw_connectivity
 from .device import resolve_device
 from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
 
-BACKENDS = ("auto", "dense", "event", "sparse", "graph")
-# Cost of one multiply-add in the event (sums of W^T rows) and sparse (CSR W x spikes) products,
-# relative to one in a dense GEMM; measured with torch 2.13's CPU kernels (MKL) on an x86 CPU at
-# N = 1000..8000, batch 64. ``auto`` takes the cheapest of the three each step.
-EVENT_COST = 10
-SPARSE_COST = 6
+PROBE_FEATURES = fused_cpu.PROBE_FEATURES
+
+BACKENDS = ("auto", "dense", "event", "sparse", "fused", "graph")
 GRAPH_CHUNK = 64  # steps per CUDA-graph replay: one launch, not ~10 kernel launches, per step
 GRAPH_CACHE = 4  # captured graphs kept per maelstrom (each holds its chunk of inputs and spikes)
 
@@ -130,6 +128,63 @@ def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
     return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn)
 
 
+@dataclass
+class Probe:
+    """The readout's per-step features, written by ``Maelstrom.run`` as the steps go.
+
+    ``names`` (from ``PROBE_FEATURES``) lie side by side in ``out [B, T, len(names) N]``: the
+    spike ``trace`` (filtered as ``trace <- decay trace + z``), the synaptic ``current`` and the
+    membrane ``voltage`` after the step. ``run`` writes its steps at ``out[:, t:]``, then moves
+    ``t`` on and replaces ``trace`` with the new one, so one probe follows a window run in parts.
+    """
+
+    names: tuple[str, ...]
+    out: Tensor
+    trace: Tensor
+    decay: float
+    t: int = 0
+
+    def __post_init__(self) -> None:
+        bad = [name for name in self.names if name not in PROBE_FEATURES]
+        if bad or not self.names:
+            raise ValueError(f"probe features must be a non-empty subset of {PROBE_FEATURES}, got {self.names}")
+        n = self.trace.shape[-1]
+        if self.out.shape[-1] != len(self.names) * n:
+            need = len(self.names) * n
+            raise ValueError(f"probe out has {self.out.shape[-1]} features; {self.names} of {n} neurons need {need}")
+
+    def write(self, state: CubaLIFState) -> None:
+        """Take one step's state: update the trace and write the features at step ``t``."""
+        self.trace = torch.mul(self.trace, self.decay).add_(state.z)
+        parts = {"trace": self.trace, "current": state.i, "voltage": state.v}
+        for slot, name in zip(self.out[:, self.t].split(self.trace.shape[-1], dim=-1), self.names, strict=True):
+            slot.copy_(parts[name])
+        self.t += 1
+
+    def advance(self, steps: int, trace: Tensor) -> None:
+        """Record that ``steps`` steps were written elsewhere (the fused kernel), ending at ``trace``."""
+        self.trace = trace
+        self.t += steps
+
+
+def step_through(
+    step: Callable[[Tensor, CubaLIFState], CubaLIFState],
+    currents: Tensor,
+    state: CubaLIFState,
+    spikes: Tensor | None = None,
+    probe: Probe | None = None,
+) -> CubaLIFState:
+    """Run ``currents [B, T, N]`` through ``step`` one step at a time from ``state``, writing the
+    ``spikes`` and the ``probe`` when given; returns the last state."""
+    for t in range(currents.shape[1]):
+        state = step(currents[:, t], state)
+        if spikes is not None:
+            spikes[:, t] = state.z
+        if probe is not None:
+            probe.write(state)
+    return state
+
+
 class Maelstrom(nn.Module):
     """A frozen CubaLIF reservoir with Dale's law and sparse random recurrence.
 
@@ -182,18 +237,20 @@ class Maelstrom(nn.Module):
 
     @property
     def backend(self) -> str:
-        """How the recurrent input ``z W^T`` is computed each step:
+        """How a step computes the recurrent input ``z W^T`` (all give the same spikes up to float
+        summation order; ``event`` and ``fused`` the same bits):
 
         - ``dense``: one matmul with all of W (cost B N^2, whatever the spikes);
         - ``event``: each sample adds up the rows of W^T of the neurons it saw spike (one
           ``embedding_bag``), so the cost follows the spike count (spikes x N);
         - ``sparse``: W as a CSR matrix times the spikes: cost follows the synapse count (B
           synapses), whatever the rate; for dense firing in a sparse network;
+        - ``fused`` (CPU only): the event product and the neuron update in one compiled kernel
+          (``fused_cpu``, numba) that runs a whole window of steps per call, one sample per thread;
         - ``graph`` (CUDA only): ``run`` replays a captured CUDA graph of ``GRAPH_CHUNK`` dense
           steps, so the time loop costs no Python or launch overhead per step;
-        - ``auto``: on the CPU, each step takes the cheapest of dense, event and sparse by the
-          spike and synapse counts (see ``EVENT_COST``); on CUDA, graph in ``run`` and dense in
-          ``step`` (a data-dependent choice would stall the stream).
+        - ``auto``: ``fused`` on the CPU (``event`` where numba is missing: the same spikes,
+          slower); on CUDA, graph in ``run`` and dense in ``step`` and in runs with a ``Probe``.
         """
         return self._backend
 
@@ -203,7 +260,7 @@ class Maelstrom(nn.Module):
             raise ValueError(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}")
         self._backend = value
         self._graphs: dict[tuple, _ChunkGraph] = {}
-        self._csr: tuple[tuple, Tensor] | None = None
+        self._derived: dict[str, tuple[tuple, Tensor]] = {}
         self._event_ran = False
 
     @property
@@ -227,6 +284,19 @@ class Maelstrom(nn.Module):
             batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
         )
 
+    def _plan(self) -> str:
+        """The backend in force on this device (see ``backend``)."""
+        backend, cuda = self._backend, self.weight.is_cuda
+        if backend == "graph" and not cuda:
+            raise ValueError("backend 'graph' needs the maelstrom on a CUDA device; use 'auto' on the CPU")
+        if backend == "fused" and cuda:
+            raise ValueError("backend 'fused' is the CPU kernel; on CUDA use 'auto' or 'graph'")
+        if backend == "fused" and not fused_cpu.available():
+            raise ValueError("backend 'fused' needs numba (pip install numba); 'event' gives the same spikes")
+        if backend == "auto":
+            return "graph" if cuda else ("fused" if fused_cpu.available() else "event")
+        return backend
+
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
         """One step: ``current [batch, neurons]`` from outside plus the recurrent input of the last spikes."""
@@ -235,18 +305,17 @@ class Maelstrom(nn.Module):
             raise ValueError(
                 f"input current has {current.shape[-1]} channels; the maelstrom has {self.n_neurons} neurons"
             )
+        plan = self._plan()
+        if plan == "fused":
+            return self._run_fused(current.unsqueeze(1), state, None, None)
         if self.config.recurrent:
-            current = self._add_recurrent(current, state.z)
+            current = self._add_recurrent(current, state.z, plan)
         if current.is_cuda and fused.available():
             return fused.cuba_lif_step(current, state, self.beta, self.alpha, self.potentials)
         c = self.config
         return cuba_lif_step(current, state, self.beta, self.alpha, c.v_threshold, c.v_reset, c.v_leak)
 
-    def _add_recurrent(self, current: Tensor, z: Tensor) -> Tensor:
-        backend = self._backend
-        if backend == "auto":
-            # Spikes are 0 or 1, so their sum is the spike count (7x cheaper than count_nonzero here).
-            backend = "dense" if z.is_cuda else self._cheapest(z.shape[0], int(z.sum()))
+    def _add_recurrent(self, current: Tensor, z: Tensor, backend: str) -> Tensor:
         if backend == "event":
             # Spikes are 0 or 1: one bag of W^T rows per sample, the rows of the neurons that spiked.
             # (nonzero on bools is about 25 % cheaper than on floats on the CPU.)
@@ -265,75 +334,90 @@ class Maelstrom(nn.Module):
             return torch.sparse.mm(self.sparse_weight, z.T).T.add(current)
         return torch.addmm(current, z, self.weight_t)
 
-    def _cheapest(self, batch: int, spikes: int) -> str:
-        """The cheapest product for ``spikes`` spikes in a batch: see ``EVENT_COST``."""
-        n = self.n_neurons
-        costs = {
-            "dense": batch * n * n,
-            "event": EVENT_COST * spikes * n,
-            "sparse": SPARSE_COST * self.sparse_weight.values().numel() * batch,
-        }
-        return min(costs, key=costs.__getitem__)
+    def _derive(self, name: str, source: Tensor, build: Callable[[], Tensor]) -> Tensor:
+        """``build()``, kept while the buffer ``source`` it comes from is unchanged (the CSR copies
+        of W, the fused kernel's ``1 - beta``)."""
+        key = (source.data_ptr(), source._version, source.device, source.dtype)
+        if name not in self._derived or self._derived[name][0] != key:
+            self._derived[name] = (key, build())
+        return self._derived[name][1]
+
+    @staticmethod
+    def _csr(matrix: Tensor) -> Tensor:
+        with warnings.catch_warnings():  # torch calls CSR "beta"; the one product used here is stable
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            csr = matrix.to_sparse_csr()
+        indices = dict(dtype=torch.int32) if matrix.numel() < 2**31 else {}
+        return torch.sparse_csr_tensor(
+            csr.crow_indices().to(**indices),
+            csr.col_indices().to(**indices),
+            csr.values(),
+            csr.shape,
+            check_invariants=False,  # built by to_sparse_csr: valid by construction
+        )
 
     @property
     def sparse_weight(self) -> Tensor:
         """W ``[post, pre]`` as a CSR matrix (int32 indices), built on first use and kept while
         ``weight`` is unchanged; the sparse backend multiplies it with the spikes."""
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
-        if self._csr is None or self._csr[0] != key:
-            with warnings.catch_warnings():  # torch calls CSR "beta"; the one product used here is stable
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-                csr = self.weight.to_sparse_csr()
-            indices = dict(dtype=torch.int32) if self.weight.numel() < 2**31 else {}
-            csr = torch.sparse_csr_tensor(
-                csr.crow_indices().to(**indices),
-                csr.col_indices().to(**indices),
-                csr.values(),
-                csr.shape,
-                check_invariants=False,  # built by to_sparse_csr: valid by construction
-            )
-            self._csr = (key, csr)
-        return self._csr[1]
+        return self._derive("sparse", self.weight, lambda: self._csr(self.weight))
+
+    def _fused_weights(self) -> tuple[Tensor, ...]:
+        """The rows of W^T as the fused kernel reads them: dense while W fits ``DENSE_ROWS_BYTES``,
+        else CSR ``(indptr, indices, values)``; none without recurrence."""
+        if not self.config.recurrent:
+            return ()
+        if self.weight.numel() * self.weight.element_size() <= fused_cpu.DENSE_ROWS_BYTES:
+            return (self.weight_t,)
+        csr = self._derive("fused", self.weight, lambda: self._csr(self.weight_t.contiguous()))
+        return (csr.crow_indices(), csr.col_indices(), csr.values())
+
+    def _run_fused(
+        self, currents: Tensor, state: CubaLIFState, spikes: Tensor | None, probe: Probe | None
+    ) -> CubaLIFState:
+        trace = features = None
+        if probe is not None:
+            trace = (probe.trace, probe.decay)
+            features = (probe.out[:, probe.t : probe.t + currents.shape[1]], probe.names)
+        state, new_trace = fused_cpu.run_window(
+            currents, state, self._fused_weights(), self.alpha, self.beta,
+            self._derive("gain", self.beta, lambda: 1.0 - self.beta), self.potentials,
+            spikes, trace, features,
+        )  # fmt: skip
+        if probe is not None:
+            probe.advance(currents.shape[1], new_trace)
+        return state
 
     @torch.no_grad()
     def run(
-        self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True
+        self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True, probe: Probe | None = None
     ) -> tuple[Tensor | None, CubaLIFState]:
         """Run a sequence ``currents [batch, time, neurons]``; returns spikes ``[batch, time, neurons]``
-        (None when ``record=False``) and the final state, to continue from in the next chunk."""
+        (None when ``record=False``) and the final state, to continue from in the next chunk.
+        A ``probe`` has the readout's features written into it as the steps run."""
         if currents.dim() != 3:
             raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
         batch, steps, channels = currents.shape
         if channels != self.n_neurons:
             raise ValueError(f"input current has {channels} channels; the maelstrom has {self.n_neurons} neurons")
+        currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
         state = self.init_state(batch) if state is None else state
-        spikes = (
-            torch.empty(batch, steps, self.n_neurons, device=self.weight.device, dtype=self.weight.dtype)
-            if record
-            else None
-        )
-        if self._uses_graph():
-            currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
+        spikes = torch.empty_like(currents) if record else None
+        plan = self._plan()
+        if plan == "fused":
+            return spikes, self._run_fused(currents.contiguous(), state, spikes, probe)
+        if plan == "graph" and probe is None:
             for start in range(0, steps, GRAPH_CHUNK):
                 stop = min(start + GRAPH_CHUNK, steps)
                 out = spikes[:, start:stop] if spikes is not None else None
                 state = self._graph(batch, stop - start, record).replay(currents[:, start:stop], state, out)
             return spikes, state
-        for t in range(steps):
-            state = self.step(currents[:, t], state)
-            if spikes is not None:
-                spikes[:, t] = state.z
-        return spikes, state
+        return spikes, step_through(self.step, currents, state, spikes, probe)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Maelstrom:
         self._graphs.clear()  # captured graphs point at the buffers being moved or cast
-        self._csr = None
+        self._derived.clear()
         return super()._apply(fn, recurse)
-
-    def _uses_graph(self) -> bool:
-        if self._backend == "graph" and not self.weight.is_cuda:
-            raise ValueError("backend 'graph' needs the maelstrom on a CUDA device; use 'auto' on the CPU")
-        return self.weight.is_cuda and self._backend in ("auto", "graph")
 
     def _graph(self, batch: int, steps: int, record: bool) -> _ChunkGraph:
         key = (batch, steps, record, self.weight.data_ptr(), self.weight.dtype)

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from .encoders import ConvEncoder, Encoder, MLPEncoder
-from .maelstrom import Maelstrom, MaelstromConfig
+from .maelstrom import PROBE_FEATURES, Maelstrom, MaelstromConfig, Probe
 from .neuron import CubaLIFState
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
 
-FEATURES = ("trace", "current", "voltage")
+FEATURES = PROBE_FEATURES
 ENCODERS = ("mlp", "linear", "conv")
 READOUTS = ("linear", "mlp", "ridge")
 
@@ -143,11 +143,6 @@ class MaelstromNetwork(nn.Module):
             )
         return NetworkState(neurons, torch.zeros_like(neurons.v), feedback)
 
-    def state_features(self, neurons: CubaLIFState, trace: Tensor) -> list[Tensor]:
-        """The readout's features ``[B, N]`` each, in the order of ``self.features``."""
-        parts = {"trace": trace, "current": neurons.i, "voltage": neurons.v}
-        return [parts[name] for name in self.features]
-
     def _with_current_path(self, features: Tensor, path: Tensor) -> Tensor:
         """``features [..., F]`` with ``path - path.detach()`` (value zero) added to the current
         feature: it carries the local rule's gradient into what the readout reads."""
@@ -177,56 +172,61 @@ class MaelstromNetwork(nn.Module):
             raise ValueError("the local rule needs 'current' among the readout features")
         batch, steps = x.shape[:2]
         grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
+        neurons, trace, feedback = state
+        # The maelstrom writes the features step by step into one buffer (no per-step cat or stack).
+        feats = trace.new_empty(batch, steps, self.n_features)
+        probe = Probe(self.features, feats, trace, self.trace_decay)
         if not self.feedback:
             with grad_ctx:
-                all_a = self.encoder.head_input(x.flatten(0, 1))
-                all_u = self.encoder.out(all_a).unflatten(0, x.shape[:2])
-                step_u = all_u.unbind(1)  # one backward node for all steps (a slice per step costs T^2)
-        neurons, trace, feedback = state
-        # Features are written in place, step by step, into one buffer (no per-step cat or final stack).
-        feats = trace.new_empty(batch, steps, self.n_features)
-        slots = feats.split(self.maelstrom.n_neurons, dim=-1)
-        currents, head_inputs, logits, paths, spikes = [], [], [], [], []
+                heads = self.encoder.head_input(x.flatten(0, 1))
+                currents = self.encoder.out(heads).unflatten(0, x.shape[:2])
+            # The currents do not depend on the maelstrom: the whole window runs in one call.
+            spikes, neurons = self.maelstrom.run(currents, neurons, record, probe)
+            if local:
+                # unbind: one backward node for all steps (a slice per step costs T^2)
+                feats = self._with_current_path(feats, torch.stack(self._filtered(currents.unbind(1)), 1))
+            return WindowOutput(
+                logits=self.readout(feats),
+                currents=currents,
+                spikes=spikes,
+                state=NetworkState(neurons, probe.trace, feedback),
+                features=feats if keep_features else None,
+                head_inputs=heads.unflatten(0, x.shape[:2]) if encoder_grad else None,
+            )
+        head_inputs, currents, logits, spikes = [], [], [], []
         filtered = None
         for t in range(steps):
-            if self.feedback:
-                with grad_ctx:
-                    a = self.encoder.head_input(x[:, t], feedback)
-                    u = self.encoder.out(a)
-                if encoder_grad:
-                    head_inputs.append(a)
-            else:
-                u = step_u[t]
-            neurons = self.maelstrom.step(u, neurons)
-            trace = torch.mul(trace, self.trace_decay).add_(neurons.z)
-            for slot, part in zip(slots, self.state_features(neurons, trace), strict=True):
-                slot[:, t].copy_(part)
+            with grad_ctx:
+                a = self.encoder.head_input(x[:, t], feedback)
+                u = self.encoder.out(a)
+            if encoder_grad:
+                head_inputs.append(a)
+            z, neurons = self.maelstrom.run(u.unsqueeze(1), neurons, record, probe)
             if local:
-                filtered = u if filtered is None else self.maelstrom.alpha * filtered + u
-                paths.append(filtered)
-            if self.feedback:
-                f = feats[:, t] if filtered is None else self._with_current_path(feats[:, t], filtered)
-                y = self.readout(f)
-                logits.append(y)
-                feedback = torch.softmax(y.detach(), dim=-1)
-                currents.append(u)
-            if record:
-                spikes.append(neurons.z)
-        if self.feedback:
-            scores = torch.stack(logits, 1)
-            heads = torch.stack(head_inputs, 1) if encoder_grad else None
-        else:
-            scores = self.readout(self._with_current_path(feats, torch.stack(paths, 1)) if local else feats)
-            heads = all_a.unflatten(0, x.shape[:2]) if encoder_grad else None
+                filtered = self._filtered([u], filtered)[0]
+            f = feats[:, t] if filtered is None else self._with_current_path(feats[:, t], filtered)
+            y = self.readout(f)
+            logits.append(y)
+            feedback = torch.softmax(y.detach(), dim=-1)
+            currents.append(u)
+            spikes.append(z)
         return WindowOutput(
-            logits=scores,
-            # Without feedback the encoder's one output is the currents: no per-step slices in its graph.
-            currents=torch.stack(currents, 1) if self.feedback else all_u,
-            spikes=torch.stack(spikes, 1) if record else None,
-            state=NetworkState(neurons, trace, feedback),
+            logits=torch.stack(logits, 1),
+            currents=torch.stack(currents, 1),
+            spikes=torch.cat(spikes, 1) if record else None,
+            state=NetworkState(neurons, probe.trace, feedback),
             features=feats if keep_features else None,
-            head_inputs=heads,
+            head_inputs=torch.stack(head_inputs, 1) if encoder_grad else None,
         )
+
+    def _filtered(self, currents: list[Tensor] | tuple[Tensor, ...], start: Tensor | None = None) -> list[Tensor]:
+        """The synaptic-current filter ``c_t = alpha c_{t-1} + u_t`` over ``currents`` from ``start``
+        (None: from zero), with the encoder's graph: the local rule's path into the current feature."""
+        out = []
+        for u in currents:
+            start = u if start is None else self.maelstrom.alpha * start + u
+            out.append(start)
+        return out
 
     @torch.no_grad()
     def forward(

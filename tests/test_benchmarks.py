@@ -40,7 +40,7 @@ def test_reservoir_benchmark_checks_spikes_and_writes_json_and_markdown(tmp_path
     )
     assert "Spike check passed" in report
     impls = {row["impl"] for row in payload["rows"]}
-    assert impls == {"ours-dense", "ours-auto", "ours-event", "ours-sparse", "plain-loop"}
+    assert impls == {"ours-dense", "ours-auto", "ours-event", "ours-sparse", "ours-fused", "plain-loop"}
     for row in payload["rows"]:
         assert row["check_differing"] == 0, row["impl"]  # float64: every backend, the same spikes
         assert row["seconds"] > 0 and row["model_mb"] > 0

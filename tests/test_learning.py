@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking_maelstrom import learning
+from spiking_maelstrom import fused_cpu, learning
 from spiking_maelstrom.learning import make_rule, penalty_on_currents, predict, sequence_loss, step_weights, train_batch
 
 from .conftest import tiny_network
@@ -155,3 +155,20 @@ def test_unknown_rule_and_bad_window_are_refused(tiny_task):
             tiny_task.mask,
             window=0,
         )
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+@pytest.mark.parametrize(("rule_name", "feedback"), [("dfa", False), ("local", False), ("dfa", True), ("local", True)])
+def test_training_with_the_fused_kernel_repeats_the_event_backend_to_the_bit(tiny_task, rule_name, feedback):
+    """The default CPU backend must not change what training computes: same losses, same weights."""
+    runs = {}
+    for backend in ("event", "fused"):
+        net = tiny_network(tiny_task, rule_feedback=feedback)
+        net.maelstrom.backend = backend
+        rule = make_rule(rule_name, net.n_classes, net.maelstrom.n_neurons)
+        optimizer = torch.optim.Adam(list(net.readout.parameters()) + list(net.encoder.parameters()), lr=1e-2)
+        x, y = _batch(tiny_task)
+        losses = [train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)[0] for _ in range(3)]
+        runs[backend] = (losses, [p.detach().clone() for p in net.parameters()])
+    assert runs["fused"][0] == runs["event"][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs["fused"][1], runs["event"][1], strict=True))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from spiking_maelstrom import Maelstrom, MaelstromConfig
+from spiking_maelstrom import Maelstrom, MaelstromConfig, Probe, fused_cpu
 from spiking_maelstrom.connectivity import spectral_radius
 from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step, euler_decay
 
@@ -171,11 +171,12 @@ def test_every_cpu_backend_gives_the_same_spikes_in_float64(rate):
     config = MaelstromConfig(n_neurons=200, seed=4)
     currents = rate * torch.rand(3, 60, 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     spikes = {}
-    for backend in ("dense", "event", "sparse", "auto"):
+    backends = ("dense", "event", "sparse", "auto") + (("fused",) if fused_cpu.available() else ())
+    for backend in backends:
         m = Maelstrom(config, dtype=torch.float64, backend=backend)
         spikes[backend] = m.run(currents)[0]
     assert spikes["dense"].sum() > 0
-    for backend in ("event", "sparse", "auto"):
+    for backend in backends[1:]:
         assert torch.equal(spikes["dense"], spikes[backend]), backend
     with pytest.raises(ValueError, match="unknown backend 'csr'"):
         Maelstrom(config, backend="csr")
@@ -183,12 +184,73 @@ def test_every_cpu_backend_gives_the_same_spikes_in_float64(rate):
         Maelstrom(config, backend="graph").run(currents.float())
 
 
-def test_auto_takes_the_cheapest_product_for_the_spike_count():
-    m = Maelstrom(MaelstromConfig(n_neurons=400, seed=0))  # 10 % of the synapses
-    assert m._cheapest(64, 3) == "event"  # a few spikes: add up their rows
-    assert m._cheapest(64, 64 * 400) == "sparse"  # all fire: stream the synapses once
-    full = Maelstrom(MaelstromConfig(n_neurons=400, connection_probability=dict.fromkeys(("EE", "EI", "IE", "II"), 1)))
-    assert full._cheapest(64, 64 * 400) == "dense"  # all fire, all-to-all: one GEMM
+def _run_in_two_parts(m: Maelstrom, currents: torch.Tensor, names: tuple[str, ...]):
+    """Spikes, final state, probe features and trace of ``currents`` run in two calls and a step."""
+    batch, steps, n = currents.shape
+    g = torch.Generator().manual_seed(2)
+    state = m.init_state(batch)._replace(v=0.5 * torch.rand(batch, n, generator=g, dtype=currents.dtype))
+    probe = Probe(names, torch.empty(batch, steps, len(names) * n, dtype=currents.dtype), state.v.clone(), 0.9)
+    first, state = m.run(currents[:, :20], state, probe=probe)
+    state = m.step(currents[:, 20], state)
+    probe.write(state)
+    middle = state.z.unsqueeze(1)
+    rest, state = m.run(currents[:, 21:], state, probe=probe)
+    return torch.cat([first, middle, rest], 1), state, probe.out, probe.trace
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+@pytest.mark.parametrize(
+    ("dtype", "potentials", "rows", "recurrent"),
+    [
+        (torch.float32, (1.0, 0.0, 0.0), "dense", True),
+        (torch.float32, (1.0, 0.0, 0.0), "csr", True),
+        (torch.float64, (0.8, -0.2, 0.1), "dense", True),
+        (torch.float64, (0.8, -0.2, 0.1), "csr", True),
+        (torch.float32, (1.0, 0.0, 0.0), "dense", False),
+    ],
+)
+def test_fused_kernel_gives_the_event_backends_bits(monkeypatch, dtype, potentials, rows, recurrent):
+    """Spikes, state, features and trace, bit for bit, across calls (rounding matters in a chaotic net)."""
+    if rows == "csr":
+        monkeypatch.setattr(fused_cpu, "DENSE_ROWS_BYTES", 0)
+    threshold, reset, leak = potentials
+    config = MaelstromConfig(
+        n_neurons=150, seed=2, v_threshold=threshold, v_reset=reset, v_leak=leak, recurrent=recurrent
+    )
+    currents = 1.5 * torch.rand(4, 50, 150, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    got = {}
+    for backend in ("event", "fused"):
+        m = Maelstrom(config, dtype=dtype, backend=backend)
+        got[backend] = _run_in_two_parts(m, currents, ("voltage", "trace", "current"))
+    assert len(m._fused_weights()) == {"dense": 1, "csr": 3}[rows] if recurrent else not m._fused_weights()
+    spikes, state, features, trace = got["fused"]
+    assert 0.02 < spikes[:, 20:].mean() < 0.5  # it ran through a busy window, not a silent one
+    assert torch.equal(spikes, got["event"][0])
+    for name, a, b in zip(CubaLIFState._fields, state, got["event"][1], strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(features, got["event"][2])
+    assert torch.equal(trace, got["event"][3])
+
+
+def test_auto_runs_the_fused_kernel_on_the_cpu_and_the_event_product_without_numba(monkeypatch):
+    config = MaelstromConfig(n_neurons=100, seed=0)
+    currents = 1.5 * torch.rand(2, 30, 100, generator=torch.Generator().manual_seed(0))
+    m = Maelstrom(config)
+    assert m._plan() == ("fused" if fused_cpu.available() else "event")
+    spikes = m.run(currents)[0]
+    monkeypatch.setattr(fused_cpu, "available", lambda: False)
+    assert m._plan() == "event"
+    assert torch.equal(m.run(currents)[0], spikes)
+    with pytest.raises(ValueError, match="backend 'fused' needs numba"):
+        Maelstrom(config, backend="fused").run(currents)
+
+
+def test_a_probe_refuses_unknown_features_and_a_wrong_width():
+    trace = torch.zeros(2, 10)
+    with pytest.raises(ValueError, match="probe features must be a non-empty subset"):
+        Probe(("spikes",), torch.zeros(2, 5, 10), trace, 0.9)
+    with pytest.raises(ValueError, match="probe out has 10 features; .* need 20"):
+        Probe(("trace", "current"), torch.zeros(2, 5, 10), trace, 0.9)
 
 
 @pytest.mark.parametrize("backend", ["event", "sparse"])
@@ -200,3 +262,11 @@ def test_loading_weights_keeps_the_sparse_paths_in_step(backend):
     assert torch.equal(b.sparse_weight.to_dense(), a.weight)
     currents = 2 * torch.rand(2, 30, 50, generator=torch.Generator().manual_seed(0))
     assert torch.equal(a.run(currents)[0], b.run(currents)[0])
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+def test_the_fused_kernel_refuses_a_state_of_another_batch():
+    """The compiled loop checks no bounds, so a mismatched state must be refused before it runs."""
+    m = Maelstrom(MaelstromConfig(n_neurons=40, seed=0), backend="fused")
+    with pytest.raises(ValueError, match=r"state.v has shape \(3, 40\); currents \(2, 5, 40\) need \(2, 40\)"):
+        m.run(torch.zeros(2, 5, 40), m.init_state(3))

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encoders import MLPEncoder
-from ..maelstrom import Maelstrom, MaelstromParameters
+from ..maelstrom import Maelstrom, MaelstromParameters, Probe, step_through
 from ..network import MaelstromNetwork
 from ..neuron import CubaLIFState
 from ..readouts import RidgeReadout
@@ -279,6 +279,16 @@ class ChipMaelstrom(nn.Module):
     def _saturate(self, x: Tensor, key: str) -> Tensor:
         limit = self.limits.get(key)
         return x if limit is None else x.clamp(-limit, limit)
+
+    @torch.no_grad()
+    def run(
+        self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True, probe: Probe | None = None
+    ) -> tuple[Tensor | None, CubaLIFState]:
+        """``Maelstrom.run`` with the target's arithmetic (float64 state)."""
+        currents = currents.detach().double()
+        state = self.init_state(currents.shape[0]) if state is None else state
+        spikes = torch.empty_like(currents) if record else None
+        return spikes, step_through(self.step, currents, state, spikes, probe)
 
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
