@@ -25,6 +25,7 @@ PROBE_FEATURES = fused_cpu.PROBE_FEATURES
 BACKENDS = ("auto", "dense", "event", "sparse", "fused", "graph")
 GRAPH_CHUNK = 64  # steps per CUDA-graph replay: one launch, not ~10 kernel launches, per step
 GRAPH_CACHE = 4  # captured graphs kept per maelstrom (each holds its chunk of inputs and spikes)
+RECHOOSE_STEPS = 25  # ``run`` on the CPU calls the fused kernel, or chooses auto's product, per this many steps
 
 _OMP_REGION = torch.empty(2 * 32768)  # see the sparse product in ``Maelstrom._add_recurrent``
 
@@ -249,8 +250,11 @@ class Maelstrom(nn.Module):
           (``fused_cpu``, numba) that runs a whole window of steps per call, one sample per thread;
         - ``graph`` (CUDA only): ``run`` replays a captured CUDA graph of ``GRAPH_CHUNK`` dense
           steps, so the time loop costs no Python or launch overhead per step;
-        - ``auto``: ``fused`` on the CPU (``event`` where numba is missing: the same spikes,
-          slower); on CUDA, graph in ``run`` and dense in ``step`` and in runs with a ``Probe``.
+        - ``auto``: on the CPU ``fused`` (``event`` where numba is missing: the same spikes,
+          slower), and ``sparse`` while more neurons spike than ``fused_cpu.max_rate`` (chosen
+          at each step, and every ``RECHOOSE_STEPS`` steps in ``run``; the CSR product sums in
+          the same order, so the bits do not depend on the choice); on CUDA, graph in ``run``
+          and dense in ``step`` and in runs with a ``Probe``.
         """
         return self._backend
 
@@ -284,8 +288,8 @@ class Maelstrom(nn.Module):
             batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
         )
 
-    def _plan(self) -> str:
-        """The backend in force on this device (see ``backend``)."""
+    def _plan(self, z: Tensor | None = None) -> str:
+        """The backend in force on this device, for a step after the spikes ``z`` (see ``backend``)."""
         backend, cuda = self._backend, self.weight.is_cuda
         if backend == "graph" and not cuda:
             raise ValueError("backend 'graph' needs the maelstrom on a CUDA device; use 'auto' on the CPU")
@@ -293,9 +297,12 @@ class Maelstrom(nn.Module):
             raise ValueError("backend 'fused' is the CPU kernel; on CUDA use 'auto' or 'graph'")
         if backend == "fused" and not fused_cpu.available():
             raise ValueError("backend 'fused' needs numba (pip install numba); 'event' gives the same spikes")
-        if backend == "auto":
-            return "graph" if cuda else ("fused" if fused_cpu.available() else "event")
-        return backend
+        if backend != "auto":
+            return backend
+        if cuda:
+            return "graph"
+        busy = z is not None and self.config.recurrent and float(z.mean()) > fused_cpu.max_rate(self.weight)
+        return "sparse" if busy else ("fused" if fused_cpu.available() else "event")
 
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
@@ -305,7 +312,7 @@ class Maelstrom(nn.Module):
             raise ValueError(
                 f"input current has {current.shape[-1]} channels; the maelstrom has {self.n_neurons} neurons"
             )
-        plan = self._plan()
+        plan = self._plan(state.z)
         if plan == "fused":
             return self._run_fused(current.unsqueeze(1), state, None, None)
         if self.config.recurrent:
@@ -403,16 +410,20 @@ class Maelstrom(nn.Module):
         currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
         state = self.init_state(batch) if state is None else state
         spikes = torch.empty_like(currents) if record else None
-        plan = self._plan()
-        if plan == "fused":
-            return spikes, self._run_fused(currents.contiguous(), state, spikes, probe)
-        if plan == "graph" and probe is None:
+        if self._plan() == "graph" and probe is None:
             for start in range(0, steps, GRAPH_CHUNK):
                 stop = min(start + GRAPH_CHUNK, steps)
                 out = spikes[:, start:stop] if spikes is not None else None
                 state = self._graph(batch, stop - start, record).replay(currents[:, start:stop], state, out)
             return spikes, state
-        return spikes, step_through(self.step, currents, state, spikes, probe)
+        for start in range(0, steps, RECHOOSE_STEPS):
+            part = slice(start, start + RECHOOSE_STEPS)
+            out = spikes[:, part] if spikes is not None else None
+            if self._plan(state.z) == "fused":
+                state = self._run_fused(currents[:, part].contiguous(), state, out, probe)
+            else:
+                state = step_through(self.step, currents[:, part], state, out, probe)
+        return spikes, state
 
     def _apply(self, fn: Any, recurse: bool = True) -> Maelstrom:
         self._graphs.clear()  # captured graphs point at the buffers being moved or cast

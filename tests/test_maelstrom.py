@@ -245,6 +245,22 @@ def test_auto_runs_the_fused_kernel_on_the_cpu_and_the_event_product_without_num
         Maelstrom(config, backend="fused").run(currents)
 
 
+def test_auto_takes_the_sparse_product_on_busy_steps_with_the_same_bits(monkeypatch):
+    """Bursts of firing switch auto to the CSR product and back; float32 spikes stay the event ones."""
+    config = MaelstromConfig(n_neurons=200, seed=3)
+    g = torch.Generator().manual_seed(0)
+    currents = (
+        torch.rand(4, 120, 200, generator=g) * torch.tensor([0.2, 6.0]).repeat_interleave(60).repeat(2)[:120, None]
+    )
+    m = Maelstrom(config)
+    chosen = []
+    plan = m._plan
+    monkeypatch.setattr(m, "_plan", lambda z=None: chosen.append(plan(z)) or chosen[-1])
+    spikes, _ = m.run(currents)
+    assert {"sparse", "fused" if fused_cpu.available() else "event"} <= set(chosen)
+    assert torch.equal(spikes, Maelstrom(config, backend="event").run(currents)[0])
+
+
 def test_a_probe_refuses_unknown_features_and_a_wrong_width():
     trace = torch.zeros(2, 10)
     with pytest.raises(ValueError, match="probe features must be a non-empty subset"):
