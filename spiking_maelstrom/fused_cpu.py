@@ -53,7 +53,6 @@ def available() -> bool:
 def _kernel() -> Any:
     from numba import njit, prange
 
-    @njit(parallel=True, cache=True)
     def window(currents, rows, indptr, indices, values, alpha, beta, gain, potentials, v, i, z, trace, decay,
                features, slots, spikes):  # fmt: skip
         batch, steps, n = currents.shape
@@ -94,7 +93,10 @@ def _kernel() -> Any:
                     if slots[2] >= 0:
                         features[b, t, slots[2] + k] = vb[k]
 
-    return window
+    try:
+        return njit(parallel=True, cache=True)(window)
+    except RuntimeError:  # no writable cache directory (e.g. a read-only install): compile per process
+        return njit(parallel=True)(window)
 
 
 def run_window(

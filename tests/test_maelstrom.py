@@ -286,3 +286,26 @@ def test_the_fused_kernel_refuses_a_state_of_another_batch():
     m = Maelstrom(MaelstromConfig(n_neurons=40, seed=0), backend="fused")
     with pytest.raises(ValueError, match=r"state.v has shape \(3, 40\); currents \(2, 5, 40\) need \(2, 40\)"):
         m.run(torch.zeros(2, 5, 40), m.init_state(3))
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+def test_the_fused_kernel_compiles_without_a_writable_cache(monkeypatch):
+    """A read-only install leaves numba no cache directory: the kernel must still compile and run."""
+    import numba
+
+    njit = numba.njit
+
+    def no_cache_dir(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'window': no locator available")
+        return njit(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache_dir)
+    fused_cpu._kernel.cache_clear()
+    try:
+        currents = 1.5 * torch.rand(2, 20, 60, generator=torch.Generator().manual_seed(0))
+        config = MaelstromConfig(n_neurons=60, seed=1)
+        spikes = Maelstrom(config, backend="fused").run(currents)[0]
+        assert torch.equal(spikes, Maelstrom(config, backend="event").run(currents)[0])
+    finally:
+        fused_cpu._kernel.cache_clear()
