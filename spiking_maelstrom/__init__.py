@@ -6,6 +6,7 @@ crosses the maelstrom.
 
 from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
+from .ensemble import Ensemble
 from .learning import RULES, make_rule, predict, train_batch
 from .maelstrom import Maelstrom, MaelstromConfig, Probe
 from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
@@ -31,6 +32,7 @@ __all__ = [
     "MLPReadout",
     "RidgeReadout",
     "MaelstromNetwork",
+    "Ensemble",
     "NetworkConfig",
     "NetworkState",
     "build_network",

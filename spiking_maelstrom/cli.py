@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint
 from .crossval import cross_validate
 from .data import TASKS, load_task
 from .device import resolve_device
+from .ensemble import Ensemble
 from .export.netx import write_netx
 from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
@@ -159,6 +160,14 @@ def _parser() -> argparse.ArgumentParser:
         help="L2 penalty on a trained encoder's currents; keeps the maelstrom out of saturation",
     )
     _add_folds(train, "also cross-validate the same settings on the training files: K more trainings")
+    train.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        metavar="M",
+        help="cross-validate an ensemble of M networks per fold (seeds S to S+M-1; needs --folds); "
+        "score M runs trained with those seeds on test with 'maelstrom evaluate RUN ...'",
+    )
 
     baseline = sub.add_parser(
         "baseline",
@@ -187,7 +196,13 @@ def _parser() -> argparse.ArgumentParser:
         help="score a trained run on a data set's test split",
         formatter_class=_HelpWithDefaults,
     )
-    evaluate.add_argument("run_dir", type=Path, help="run directory (or checkpoint file) written by train")
+    evaluate.add_argument(
+        "run_dir",
+        type=Path,
+        nargs="+",
+        help="run directory (or checkpoint file) written by train; several: scored as an ensemble "
+        "(per-step log-probabilities added)",
+    )
     evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
     evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
@@ -277,6 +292,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise CLIError("--readout ridge is fitted in closed form: use it with --encoder-rule frozen")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+    if args.members < 1 or (args.members > 1 and not args.folds):
+        raise CLIError(f"--members {args.members}: give a count >= 1, and more than 1 only with --folds")
 
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -355,8 +372,12 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "history": trainer.history,
     }
     metrics["cv"] = _cross_validate(
-        args, task, lambda fold: train_and_score(trainer.network.config, trainer.config, fold, device)
+        args,
+        task,
+        lambda fold: train_and_score(trainer.network.config, trainer.config, fold, device, args.members),
     )
+    if args.members > 1:
+        metrics["cv_members"] = args.members
     write_json(out / "metrics.json", metrics)
     print(
         f"test accuracy {test['accuracy']:.4f} on {test['samples']} samples "
@@ -394,22 +415,43 @@ def _checkpoint_path(path: Path) -> Path:
     return checkpoint
 
 
+def _task_record(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A run's task name and options, less where its files were (not part of what was learned)."""
+    options = {k: v for k, v in payload["task"]["options"].items() if k not in ("data_dir", "cache_dir")}
+    return payload["task"]["name"], options
+
+
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    checkpoint = _checkpoint_path(args.run_dir)
-    payload = load_checkpoint(checkpoint)
+    checkpoints = [_checkpoint_path(path) for path in args.run_dir]
+    payloads = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
+    payload = payloads[0]
+    for checkpoint, other in zip(checkpoints[1:], payloads[1:], strict=True):
+        if _task_record(other) != _task_record(payload):
+            raise CLIError(
+                f"{checkpoint} was trained on {_task_record(other)}, {checkpoints[0]} on {_task_record(payload)}: "
+                "an ensemble's runs need the same task and options"
+            )
     device = resolve_device(args.device)
     name = args.dataset or payload["task"]["name"]
     options = payload["task"]["options"] if name == payload["task"]["name"] else {}
     task = _load_task(name, args.data_dir, options, progress=False)
-    network = load_network(payload, device)
-    if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:
-        raise CLIError(
-            f"{name} has inputs {task.input_shape} and {task.n_classes} classes; the run was trained on "
-            f"{network.encoder.input_shape} with {network.n_classes} classes"
-        )
+    networks = [load_network(p, device) for p in payloads]
+    for checkpoint, network in zip(checkpoints, networks, strict=True):
+        if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:
+            raise CLIError(
+                f"{name} has inputs {task.input_shape} and {task.n_classes} classes; {checkpoint} was trained on "
+                f"{network.encoder.input_shape} with {network.n_classes} classes"
+            )
+    model = networks[0] if len(networks) == 1 else Ensemble(networks)
     start = time.perf_counter()
-    result = evaluate_network(network, task.test, task.mask, payload["train_config"]["batch_size"])
-    result = {"dataset": name, **result, "seconds": time.perf_counter() - start, "checkpoint": str(checkpoint)}
+    result = evaluate_network(model, task.test, task.mask, payload["train_config"]["batch_size"])
+    paths = [str(checkpoint) for checkpoint in checkpoints]
+    result = {
+        "dataset": name,
+        **result,
+        "seconds": time.perf_counter() - start,
+        "checkpoint": paths[0] if len(paths) == 1 else paths,
+    }
     print(json.dumps(result, indent=2))
     if args.json is not None:
         write_json(args.json, result)

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
+from .ensemble import Ensemble
 from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
@@ -230,11 +231,12 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_network(
-    network: MaelstromNetwork, dataset: Dataset, mask: torch.Tensor, batch_size: int = 64
+    network: MaelstromNetwork | Ensemble, dataset: Dataset, mask: torch.Tensor, batch_size: int = 64
 ) -> dict[str, Any]:
-    """Accuracy and mean loss of ``network`` over ``dataset`` (decision: ``learning.predict``)."""
+    """Accuracy and mean loss of ``network`` (or an ensemble) over ``dataset`` (decision:
+    ``learning.predict``)."""
     network.eval()
-    device = next(network.maelstrom.buffers()).device
+    device = next(network.buffers()).device
     mask = mask.to(device)
     correct, loss, samples = 0, 0.0, 0
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -249,13 +251,32 @@ def evaluate_network(
 
 
 def train_and_score(
-    network_config: NetworkConfig, train_config: TrainConfig, task: Task, device: str | torch.device = "cpu"
+    network_config: NetworkConfig,
+    train_config: TrainConfig,
+    task: Task,
+    device: str | torch.device = "cpu",
+    members: int = 1,
 ) -> float:
     """Build a fresh network, train it on all of ``task.train`` (no validation part) and return its
-    test accuracy: one cross-validation fold (see ``crossval.cross_validate``)."""
-    trainer = Trainer(build_network(network_config, device), task, replace(train_config, val_fraction=0.0), False)
-    trainer.fit()
-    return trainer.evaluate(task.test)["accuracy"]
+    test accuracy: one cross-validation fold (see ``crossval.cross_validate``). With ``members``
+    K > 1, K networks are trained, member k with every seed (maelstrom, initialisation, batch
+    order) moved on by k, as ``maelstrom train --seed S+k`` would, and scored as an ``Ensemble``."""
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    trainers = []
+    for k in range(members):
+        config = replace(
+            network_config,
+            seed=network_config.seed + k,
+            maelstrom=replace(network_config.maelstrom, seed=network_config.maelstrom.seed + k),
+        )
+        training = replace(train_config, val_fraction=0.0, seed=train_config.seed + k)
+        trainers.append(Trainer(build_network(config, device), task, training, False))
+        trainers[-1].fit()
+    if members == 1:
+        return trainers[0].evaluate(task.test)["accuracy"]
+    ensemble = Ensemble([t.network for t in trainers])
+    return evaluate_network(ensemble, task.test, task.mask, train_config.batch_size)["accuracy"]
 
 
 def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:

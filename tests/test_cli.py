@@ -83,6 +83,7 @@ def test_ridge_baseline_run(tmp_path):
         (["train", "--task-option", "colour=3"], "unknown option"),
         (["train", "--device", "cuda:7"], "cuda"),
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
+        (["train", "--members", "3"], "more than 1 only with --folds"),
     ],
 )
 def test_bad_arguments_get_a_one_line_error(args, message, capsys, tmp_path):
@@ -101,3 +102,47 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "maelstrom: error:" in result.stderr
+
+
+def test_evaluate_scores_several_runs_as_one_ensemble(tmp_path, capsys):
+    """Two runs of other seeds: the ensemble adds their per-step log-probabilities."""
+    import torch
+
+    from spiking_maelstrom import load_task
+    from spiking_maelstrom.learning import predict
+    from spiking_maelstrom.trainer import load_network
+
+    runs = [tmp_path / "s3", tmp_path / "s4"]
+    for seed, run in zip((3, 4), runs, strict=True):
+        assert _train(run, "--seed", str(seed), "--no-feedback") == 0
+    capsys.readouterr()
+    assert main(["evaluate", *map(str, runs), "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["checkpoint"] == [str(run / "checkpoint.pt") for run in runs]
+    options = json.loads((runs[0] / "config.json").read_text())["task"]["options"]
+    task = load_task("randman", **options)
+    x = torch.stack([task.test[i][0] for i in range(len(task.test))])
+    y = torch.stack([task.test[i][1] for i in range(len(task.test))])
+    summed = sum(torch.log_softmax(load_network(run / "checkpoint.pt")(x).logits, -1) for run in runs)
+    assert result["accuracy"] == int((predict(summed, task.mask) == y).sum()) / len(y)
+    other = tmp_path / "other"
+    assert _train(other, "--task-option", "noise_channels=5") == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(runs[0]), str(other), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "need the same task and options" in err and err.count("\n") == 1
+
+
+def test_cross_validation_of_an_ensemble_trains_every_member(tmp_path, monkeypatch):
+    from spiking_maelstrom import trainer
+
+    fitted = []
+    fit = trainer.Trainer.fit
+    monkeypatch.setattr(
+        trainer.Trainer, "fit", lambda self, *a, **k: fitted.append(self.config.seed) or fit(self, *a, **k)
+    )
+    run = tmp_path / "run"
+    assert _train(run, "--folds", "2", "--members", "2", "--seed", "5", "--no-feedback") == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["cv_members"] == 2 and len(metrics["cv"]["accuracy"]) == 2
+    assert fitted == [5, 5, 6, 5, 6]  # the run itself, then each fold's two members
