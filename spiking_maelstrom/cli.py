@@ -415,22 +415,26 @@ def _checkpoint_path(path: Path) -> Path:
     return checkpoint
 
 
-def _task_record(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A run's task name and options, less where its files were (not part of what was learned)."""
-    options = {k: v for k, v in payload["task"]["options"].items() if k not in ("data_dir", "cache_dir")}
-    return payload["task"]["name"], options
+def _task_record(payload: dict[str, Any], data_dir: Path | None) -> dict[str, Any]:
+    """A run's task as loaded now (options the run predates take their defaults), less where its
+    files are (not part of what was learned)."""
+    record = _load_task(payload["task"]["name"], data_dir, payload["task"]["options"], progress=False).record()
+    record["options"] = {k: v for k, v in record["options"].items() if k not in ("data_dir", "cache_dir")}
+    return record
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     checkpoints = [_checkpoint_path(path) for path in args.run_dir]
     payloads = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
     payload = payloads[0]
-    for checkpoint, other in zip(checkpoints[1:], payloads[1:], strict=True):
-        if _task_record(other) != _task_record(payload):
-            raise CLIError(
-                f"{checkpoint} was trained on {_task_record(other)}, {checkpoints[0]} on {_task_record(payload)}: "
-                "an ensemble's runs need the same task and options"
-            )
+    if len(payloads) > 1:
+        first = _task_record(payload, args.data_dir)
+        for checkpoint, other in zip(checkpoints[1:], payloads[1:], strict=True):
+            if (record := _task_record(other, args.data_dir)) != first:
+                raise CLIError(
+                    f"{checkpoint} was trained on {record}, {checkpoints[0]} on {first}: "
+                    "an ensemble's runs need the same task and options"
+                )
     device = resolve_device(args.device)
     name = args.dataset or payload["task"]["name"]
     options = payload["task"]["options"] if name == payload["task"]["name"] else {}
