@@ -109,12 +109,17 @@ def test_evaluate_scores_several_runs_as_one_ensemble(tmp_path, capsys):
     import torch
 
     from spiking_maelstrom import load_task
+    from spiking_maelstrom.checkpoint import load_checkpoint, save_checkpoint
     from spiking_maelstrom.learning import predict
     from spiking_maelstrom.trainer import load_network
 
     runs = [tmp_path / "s3", tmp_path / "s4"]
     for seed, run in zip((3, 4), runs, strict=True):
         assert _train(run, "--seed", str(seed), "--no-feedback") == 0
+    # A run from before an option existed records no value for it: it had the default.
+    payload = load_checkpoint(runs[1] / "checkpoint.pt")
+    del payload["task"]["options"]["noise_rate"]
+    save_checkpoint(runs[1] / "checkpoint.pt", payload)
     capsys.readouterr()
     assert main(["evaluate", *map(str, runs), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
