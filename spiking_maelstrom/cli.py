@@ -193,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score a trained run on a data set's test split",
+        help="score a trained run (or several, as an ensemble) on a data set's test split",
         formatter_class=_HelpWithDefaults,
     )
     evaluate.add_argument(
