@@ -8,7 +8,7 @@ from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .ensemble import Ensemble
 from .learning import RULES, make_rule, predict, train_batch
-from .maelstrom import Maelstrom, MaelstromConfig, Probe
+from .maelstrom import Feedback, Maelstrom, MaelstromConfig, Probe
 from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
 from .neuron import CubaLIFState, cuba_lif_step
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
@@ -26,6 +26,7 @@ __all__ = [
     "Maelstrom",
     "MaelstromConfig",
     "Probe",
+    "Feedback",
     "CubaLIFState",
     "cuba_lif_step",
     "LinearReadout",

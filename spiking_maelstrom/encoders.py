@@ -39,21 +39,33 @@ class Encoder(nn.Module):
             if self.feedback_features:
                 self.out.weight[:, -self.feedback_features :] = 0.0
 
-    def _check(self, x: Tensor, feedback: Tensor | None) -> None:
+    def body_features(self, x: Tensor) -> Tensor:
+        """The body's features for input frames ``x [batch, *input_shape]``: the part of the output
+        layer's input that does not depend on the feedback."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{type(self).__name__} expects input frames of shape {self.input_shape}, got {tuple(x.shape[1:])}"
             )
-        if self.feedback_features and feedback is None:
+        return self.body(self._frames(x))
+
+    def join(self, hidden: Tensor, feedback: Tensor | None) -> Tensor:
+        """What the output layer reads: the body's features ``hidden``, then the feedback."""
+        if not self.feedback_features:
+            return hidden
+        if feedback is None:
             raise ValueError(f"{type(self).__name__} was built with feedback; pass the feedback tensor")
+        return torch.cat([hidden, feedback.to(hidden.dtype)], dim=-1)
 
     def head_input(self, x: Tensor, feedback: Tensor | None = None) -> Tensor:
         """What the output layer reads for input frames ``x``: the body's features, then the feedback."""
-        self._check(x, feedback)
-        hidden = self.body(self._frames(x))
-        if self.feedback_features:
-            hidden = torch.cat([hidden, feedback.to(hidden.dtype)], dim=-1)
-        return hidden
+        return self.join(self.body_features(x), feedback)
+
+    def split_output(self, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """The output layer taken apart for body features ``hidden [..., H]``: the currents without
+        the feedback, and the feedback's weights ``[F, n_out]``; the currents for a feedback ``p``
+        are ``drive + p @ weights`` (what ``out(join(hidden, p))`` gives, up to rounding)."""
+        h = hidden.shape[-1]
+        return nn.functional.linear(hidden, self.out.weight[:, :h], self.out.bias), self.out.weight[:, h:].T
 
     def _frames(self, x: Tensor) -> Tensor:
         """The body's input for frames ``x``."""

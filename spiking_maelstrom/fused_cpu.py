@@ -53,16 +53,44 @@ def available() -> bool:
 def _kernel() -> Any:
     from numba import njit, prange
 
+    def compiled(function: Any, **flags: Any) -> Any:
+        try:
+            return njit(cache=True, **flags)(function)
+        except RuntimeError:  # no writable cache directory (e.g. a read-only install): compile per process
+            return njit(**flags)(function)
+
+    def affine(x, weight, bias, out):
+        # out = weight x + bias; its sums may be reordered (SIMD): the scores only steer the feedback
+        for c in range(weight.shape[0]):
+            total = x[0] * 0
+            for f in range(x.shape[0]):
+                total += weight[c, f] * x[f]
+            out[c] = total + bias[c]
+
+    scores_of = compiled(affine, fastmath=True)
+
     def window(currents, rows, indptr, indices, values, alpha, beta, gain, potentials, v, i, z, trace, decay,
-               features, slots, spikes):  # fmt: skip
+               features, slots, spikes, loop_weight, readout, readout_bias, prob, fed):  # fmt: skip
         batch, steps, n = currents.shape
         threshold, reset, leak = potentials[0], potentials[1], potentials[2]
         dense_rows, csr_rows = rows.shape[0] > 0, indptr.shape[0] > 0
-        keep_trace, record = trace.shape[0] > 0, spikes.shape[0] > 0
+        keep_trace, record, closed = trace.shape[0] > 0, spikes.shape[0] > 0, loop_weight.shape[0] > 0
+        classes = loop_weight.shape[0]
         for b in prange(batch):
             acc = np.zeros(n, currents.dtype)
+            drive = np.zeros(n, currents.dtype)
+            scores = np.zeros(classes, currents.dtype)
             vb, ib, zb = v[b], i[b], z[b]
             for t in range(steps):
+                if closed:
+                    # the feedback's share of the input: p W, summed over the classes in order
+                    drive[:] = 0
+                    for c in range(classes):
+                        fed[b, t, c] = prob[b, c]
+                        for k in range(n):
+                            drive[k] += prob[b, c] * loop_weight[c, k]
+                    for k in range(n):
+                        drive[k] = currents[b, t, k] + drive[k]
                 if dense_rows or csr_rows:
                     acc[:] = 0
                     for j in range(n):
@@ -74,7 +102,7 @@ def _kernel() -> Any:
                             else:
                                 for p in range(indptr[j], indptr[j + 1]):
                                     acc[indices[p]] += values[p]
-                step_in = currents[b, t]
+                step_in = drive if closed else currents[b, t]
                 for k in range(n):
                     ik = alpha[k] * ib[k] + (acc[k] + step_in[k])
                     vk = beta[k] * vb[k] + gain[k] * (leak + ik)
@@ -92,11 +120,20 @@ def _kernel() -> Any:
                         features[b, t, slots[1] + k] = ik
                     if slots[2] >= 0:
                         features[b, t, slots[2] + k] = vb[k]
+                if closed:
+                    # the readout's scores of this step's features, then their softmax: the next p
+                    scores_of(features[b, t], readout, readout_bias, scores)
+                    top = scores[0]
+                    for c in range(classes):
+                        top = max(top, scores[c])
+                    total = 0.0
+                    for c in range(classes):
+                        scores[c] = np.exp(scores[c] - top)
+                        total += scores[c]
+                    for c in range(classes):
+                        prob[b, c] = scores[c] / total
 
-    try:
-        return njit(parallel=True, cache=True)(window)
-    except RuntimeError:  # no writable cache directory (e.g. a read-only install): compile per process
-        return njit(parallel=True)(window)
+    return compiled(window, parallel=True)
 
 
 def run_window(
@@ -110,19 +147,23 @@ def run_window(
     spikes: Tensor | None = None,
     trace: tuple[Tensor, float] | None = None,
     features: tuple[Tensor, tuple[str, ...]] | None = None,
-) -> tuple[CubaLIFState, Tensor | None]:
-    """Run ``currents [B, K, N]`` from ``state``; returns the new state and the new trace.
+    loop: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None,
+) -> tuple[CubaLIFState, Tensor | None, Tensor | None]:
+    """Run ``currents [B, K, N]`` from ``state``; returns the new state, trace and feedback.
 
     ``weights`` is ``(W^T,)`` for dense rows, ``(indptr, indices, values)`` of W^T as CSR, or
     ``()`` without recurrence. ``gain`` is ``1 - beta`` and ``potentials`` ``[v_threshold,
     v_reset, v_leak]``, all in the state's dtype. ``spikes [B, K, N]`` is written when given;
     ``trace = (trace [B, N], decay)`` is carried along; ``features = (out [B, K, F], names)``
     writes the named features (``PROBE_FEATURES``) side by side, each N wide, every step.
-    The input state and trace are left as they are.
+    ``loop = (weight [C, N], readout [C, F], bias [C], p [B, C], fed [B, K, C])`` closes a
+    feedback loop: each step's input is ``currents_t + p weight``, ``fed`` records that step's
+    ``p``, and ``p`` becomes the softmax of ``readout features_t + bias``.
+    The input state, trace and ``p`` are left as they are.
     """
     import numba
 
-    _check_shapes(currents, state, spikes, trace, features)
+    _check_shapes(currents, state, spikes, trace, features, loop)
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     real = currents.numpy().dtype
     nothing = {d: np.empty((0,) * d, real) for d in (1, 2, 3)}  # what the kernel reads as "absent"
@@ -134,6 +175,12 @@ def run_window(
     if features is not None:
         for k, name in enumerate(features[1]):
             slots[PROBE_FEATURES.index(name)] = k * currents.shape[-1]
+    new_p = loop[3].clone() if loop is not None else None
+    closed = (
+        [t.numpy() for t in (*loop[:3], new_p, loop[4])]
+        if loop is not None
+        else [nothing[2], nothing[2], nothing[1], nothing[2], nothing[3]]
+    )
     _kernel()(
         currents.numpy(), rows, *csr, alpha.numpy(), beta.numpy(), gain.numpy(), potentials.numpy(),
         v.numpy(), i.numpy(), z.numpy(),
@@ -142,8 +189,9 @@ def run_window(
         features[0].numpy() if features is not None else nothing[3],
         slots,
         spikes.numpy() if spikes is not None else nothing[3],
+        *closed,
     )  # fmt: skip
-    return CubaLIFState(v=v, i=i, z=z), new_trace
+    return CubaLIFState(v=v, i=i, z=z), new_trace, new_p
 
 
 def _check_shapes(
@@ -152,6 +200,7 @@ def _check_shapes(
     spikes: Tensor | None,
     trace: tuple[Tensor, float] | None,
     features: tuple[Tensor, tuple[str, ...]] | None,
+    loop: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> None:
     """The kernel checks no bounds: a mismatched shape must stop here, not corrupt memory."""
     batch, steps, n = currents.shape
@@ -164,6 +213,17 @@ def _check_shapes(
         raise ValueError("the trace feature needs a trace to carry")
     if features is not None:
         expected["features"] = (features[0], (batch, steps, len(features[1]) * n))
+    if loop is not None:
+        if features is None:
+            raise ValueError("a feedback loop reads the features: pass features")
+        classes, width = loop[0].shape[0], features[0].shape[-1]
+        for name, tensor, shape in zip(
+            ("loop weight", "readout", "readout bias", "p", "fed"),
+            loop,
+            ((classes, n), (classes, width), (classes,), (batch, classes), (batch, steps, classes)),
+            strict=True,
+        ):
+            expected[name] = (tensor, shape)
     for name, (tensor, shape) in expected.items():
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} has shape {tuple(tensor.shape)}; currents {tuple(currents.shape)} need {shape}")

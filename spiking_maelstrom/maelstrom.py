@@ -168,21 +168,56 @@ class Probe:
         self.t += steps
 
 
+@dataclass
+class Feedback:
+    """Top-down feedback closed around the maelstrom by ``Maelstrom.run`` (which then needs a probe).
+
+    Each step's input is ``currents_t + p weight``; after the step, ``p`` becomes the softmax of
+    the readout's scores of that step's probe features, ``head(features readout^T + bias)``.
+    ``weight [C, N]``; ``readout [H, F]`` and ``bias [H]`` are an affine map of the features (a
+    network folds its readout's normalisation in) and ``head`` what follows it (an MLP readout's
+    hidden layers; None for a linear readout, the kind the fused CPU kernel runs itself).
+    ``p [B, C]`` is the feedback in force; ``out [B, T, C]`` receives the ``p`` each step got, at
+    the probe's step index.
+    """
+
+    weight: Tensor
+    readout: Tensor
+    bias: Tensor
+    p: Tensor
+    out: Tensor
+    head: Callable[[Tensor], Tensor] | None = None
+
+    def current(self, currents: Tensor, t: int) -> Tensor:
+        """Step ``t``'s input from its ``currents [B, N]``, recording the feedback it got."""
+        self.out[:, t] = self.p
+        return torch.addmm(currents, self.p, self.weight)
+
+    def observe(self, features: Tensor) -> None:
+        """Take a step's features ``[B, F]``: the next feedback is the softmax of their scores."""
+        scores = torch.addmm(self.bias, features, self.readout.T)
+        self.p = torch.softmax(scores if self.head is None else self.head(scores), dim=-1)
+
+
 def step_through(
     step: Callable[[Tensor, CubaLIFState], CubaLIFState],
     currents: Tensor,
     state: CubaLIFState,
     spikes: Tensor | None = None,
     probe: Probe | None = None,
+    feedback: Feedback | None = None,
 ) -> CubaLIFState:
     """Run ``currents [B, T, N]`` through ``step`` one step at a time from ``state``, writing the
-    ``spikes`` and the ``probe`` when given; returns the last state."""
+    ``spikes`` and the ``probe`` and closing the ``feedback`` loop when given; returns the last state."""
     for t in range(currents.shape[1]):
-        state = step(currents[:, t], state)
+        current = currents[:, t] if feedback is None else feedback.current(currents[:, t], probe.t)
+        state = step(current, state)
         if spikes is not None:
             spikes[:, t] = state.z
         if probe is not None:
             probe.write(state)
+        if feedback is not None:
+            feedback.observe(probe.out[:, probe.t - 1])
     return state
 
 
@@ -380,33 +415,52 @@ class Maelstrom(nn.Module):
         return (csr.crow_indices(), csr.col_indices(), csr.values())
 
     def _run_fused(
-        self, currents: Tensor, state: CubaLIFState, spikes: Tensor | None, probe: Probe | None
+        self,
+        currents: Tensor,
+        state: CubaLIFState,
+        spikes: Tensor | None,
+        probe: Probe | None,
+        feedback: Feedback | None = None,
     ) -> CubaLIFState:
-        trace = features = None
+        trace = features = loop = None
         if probe is not None:
+            steps = slice(probe.t, probe.t + currents.shape[1])
             trace = (probe.trace, probe.decay)
-            features = (probe.out[:, probe.t : probe.t + currents.shape[1]], probe.names)
-        state, new_trace = fused_cpu.run_window(
+            features = (probe.out[:, steps], probe.names)
+            if feedback is not None:
+                f = feedback
+                loop = (f.weight, f.readout.contiguous(), f.bias, f.p, f.out[:, steps])
+        state, new_trace, new_p = fused_cpu.run_window(
             currents, state, self._fused_weights(), self.alpha, self.beta,
             self._derive("gain", self.beta, lambda: 1.0 - self.beta), self.potentials,
-            spikes, trace, features,
+            spikes, trace, features, loop,
         )  # fmt: skip
         if probe is not None:
             probe.advance(currents.shape[1], new_trace)
+        if feedback is not None:
+            feedback.p = new_p
         return state
 
     @torch.no_grad()
     def run(
-        self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True, probe: Probe | None = None
+        self,
+        currents: Tensor,
+        state: CubaLIFState | None = None,
+        record: bool = True,
+        probe: Probe | None = None,
+        feedback: Feedback | None = None,
     ) -> tuple[Tensor | None, CubaLIFState]:
         """Run a sequence ``currents [batch, time, neurons]``; returns spikes ``[batch, time, neurons]``
         (None when ``record=False``) and the final state, to continue from in the next chunk.
-        A ``probe`` has the readout's features written into it as the steps run."""
+        A ``probe`` has the readout's features written into it as the steps run; a ``feedback``
+        (which needs the probe) closes the readout's prediction back onto the input."""
         if currents.dim() != 3:
             raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
         batch, steps, channels = currents.shape
         if channels != self.n_neurons:
             raise ValueError(f"input current has {channels} channels; the maelstrom has {self.n_neurons} neurons")
+        if feedback is not None and probe is None:
+            raise ValueError("feedback reads the readout's features: pass a probe too")
         currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
         state = self.init_state(batch) if state is None else state
         spikes = torch.empty_like(currents) if record else None
@@ -416,13 +470,14 @@ class Maelstrom(nn.Module):
                 out = spikes[:, start:stop] if spikes is not None else None
                 state = self._graph(batch, stop - start, record).replay(currents[:, start:stop], state, out)
             return spikes, state
+        in_kernel = feedback is None or feedback.head is None  # the kernel runs an affine readout only
         for start in range(0, steps, RECHOOSE_STEPS):
             part = slice(start, start + RECHOOSE_STEPS)
             out = spikes[:, part] if spikes is not None else None
-            if self._plan(state.z) == "fused":
-                state = self._run_fused(currents[:, part].contiguous(), state, out, probe)
+            if in_kernel and self._plan(state.z) == "fused":
+                state = self._run_fused(currents[:, part].contiguous(), state, out, probe, feedback)
             else:
-                state = step_through(self.step, currents[:, part], state, out, probe)
+                state = step_through(self.step, currents[:, part], state, out, probe, feedback)
         return spikes, state
 
     def _apply(self, fn: Any, recurse: bool = True) -> Maelstrom:

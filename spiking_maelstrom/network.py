@@ -15,9 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from .encoders import ConvEncoder, Encoder, MLPEncoder
-from .maelstrom import PROBE_FEATURES, Maelstrom, MaelstromConfig, Probe
+from .maelstrom import PROBE_FEATURES, Feedback, Maelstrom, MaelstromConfig, Probe
 from .neuron import CubaLIFState
-from .readouts import LinearReadout, MLPReadout, RidgeReadout
+from .readouts import LinearReadout, MLPReadout, RidgeReadout, affine_split
 
 FEATURES = PROBE_FEATURES
 ENCODERS = ("mlp", "linear", "conv")
@@ -176,56 +176,59 @@ class MaelstromNetwork(nn.Module):
         # The maelstrom writes the features step by step into one buffer (no per-step cat or stack).
         feats = trace.new_empty(batch, steps, self.n_features)
         probe = Probe(self.features, feats, trace, self.trace_decay)
-        if not self.feedback:
+        with grad_ctx:
+            hidden = self.encoder.body_features(x.flatten(0, 1)).unflatten(0, (batch, steps))
+            if self.feedback:
+                drive, feedback_weight = self.encoder.split_output(hidden)
+        if self.feedback:
+            # Only the feedback's share of the currents waits for the step before: the maelstrom
+            # runs the window with the readout's prediction closed onto its input.
+            loop = self._loop(feedback_weight, feedback, steps)
+            spikes, neurons = self.maelstrom.run(drive.detach(), neurons, record, probe, loop)
+            feedback = loop.p
             with grad_ctx:
-                heads = self.encoder.head_input(x.flatten(0, 1))
-                currents = self.encoder.out(heads).unflatten(0, x.shape[:2])
+                heads = self.encoder.join(hidden, loop.out)
+                currents = drive + loop.out.to(drive.dtype) @ feedback_weight
+        else:
+            with grad_ctx:
+                heads = self.encoder.join(hidden, None)
+                currents = self.encoder.out(heads)
             # The currents do not depend on the maelstrom: the whole window runs in one call.
             spikes, neurons = self.maelstrom.run(currents, neurons, record, probe)
-            if local:
-                # unbind: one backward node for all steps (a slice per step costs T^2)
-                feats = self._with_current_path(feats, torch.stack(self._filtered(currents.unbind(1)), 1))
-            return WindowOutput(
-                logits=self.readout(feats),
-                currents=currents,
-                spikes=spikes,
-                state=NetworkState(neurons, probe.trace, feedback),
-                features=feats if keep_features else None,
-                head_inputs=heads.unflatten(0, x.shape[:2]) if encoder_grad else None,
-            )
-        head_inputs, currents, logits, spikes = [], [], [], []
-        filtered = None
-        for t in range(steps):
-            with grad_ctx:
-                a = self.encoder.head_input(x[:, t], feedback)
-                u = self.encoder.out(a)
-            if encoder_grad:
-                head_inputs.append(a)
-            z, neurons = self.maelstrom.run(u.unsqueeze(1), neurons, record, probe)
-            if local:
-                filtered = self._filtered([u], filtered)[0]
-            f = feats[:, t] if filtered is None else self._with_current_path(feats[:, t], filtered)
-            y = self.readout(f)
-            logits.append(y)
-            feedback = torch.softmax(y.detach(), dim=-1)
-            currents.append(u)
-            spikes.append(z)
+        if local:
+            # unbind: one backward node for all steps (a slice per step costs T^2)
+            feats = self._with_current_path(feats, torch.stack(self._filtered(currents.unbind(1)), 1))
         return WindowOutput(
-            logits=torch.stack(logits, 1),
-            currents=torch.stack(currents, 1),
-            spikes=torch.cat(spikes, 1) if record else None,
+            logits=self.readout(feats),
+            currents=currents,
+            spikes=spikes,
             state=NetworkState(neurons, probe.trace, feedback),
             features=feats if keep_features else None,
-            head_inputs=torch.stack(head_inputs, 1) if encoder_grad else None,
+            head_inputs=heads if encoder_grad else None,
         )
 
-    def _filtered(self, currents: list[Tensor] | tuple[Tensor, ...], start: Tensor | None = None) -> list[Tensor]:
-        """The synaptic-current filter ``c_t = alpha c_{t-1} + u_t`` over ``currents`` from ``start``
-        (None: from zero), with the encoder's graph: the local rule's path into the current feature."""
-        out = []
+    @torch.no_grad()
+    def _loop(self, feedback_weight: Tensor, p: Tensor, steps: int) -> Feedback:
+        """The feedback loop for a window of ``steps``: the encoder's feedback weights ``[C, N]``,
+        the readout with its feature statistics as they are now (in training, the window's logits,
+        computed afterwards in one call, also update them, as without feedback), from ``p``."""
+        dtype = self.maelstrom.weight.dtype
+        readout, bias, head = affine_split(self.readout)
+        return Feedback(
+            weight=feedback_weight.detach().to(dtype).contiguous(),
+            readout=readout.to(dtype),
+            bias=bias.to(dtype),
+            p=p,
+            out=p.new_empty(p.shape[0], steps, p.shape[1]),
+            head=head,
+        )
+
+    def _filtered(self, currents: tuple[Tensor, ...]) -> list[Tensor]:
+        """The synaptic-current filter ``c_t = alpha c_{t-1} + u_t`` over ``currents`` from zero,
+        with the encoder's graph: the local rule's path into the current feature."""
+        out: list[Tensor] = []
         for u in currents:
-            start = u if start is None else self.maelstrom.alpha * start + u
-            out.append(start)
+            out.append(u if not out else self.maelstrom.alpha * out[-1] + u)
         return out
 
     @torch.no_grad()

@@ -157,18 +157,37 @@ def test_unknown_rule_and_bad_window_are_refused(tiny_task):
         )
 
 
-@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
-@pytest.mark.parametrize(("rule_name", "feedback"), [("dfa", False), ("local", False), ("dfa", True), ("local", True)])
-def test_training_with_the_fused_kernel_repeats_the_event_backend_to_the_bit(tiny_task, rule_name, feedback):
-    """The default CPU backend must not change what training computes: same losses, same weights."""
+def _train_on_backends(task, rule_name, feedback, dtype):
+    """Losses and weights after three training batches on the event backend and on the fused kernel."""
     runs = {}
     for backend in ("event", "fused"):
-        net = tiny_network(tiny_task, rule_feedback=feedback)
+        net = tiny_network(task, rule_feedback=feedback).to(dtype)
         net.maelstrom.backend = backend
         rule = make_rule(rule_name, net.n_classes, net.maelstrom.n_neurons)
         optimizer = torch.optim.Adam(list(net.readout.parameters()) + list(net.encoder.parameters()), lr=1e-2)
-        x, y = _batch(tiny_task)
-        losses = [train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)[0] for _ in range(3)]
-        runs[backend] = (losses, [p.detach().clone() for p in net.parameters()])
-    assert runs["fused"][0] == runs["event"][0]
-    assert all(torch.equal(a, b) for a, b in zip(runs["fused"][1], runs["event"][1], strict=True))
+        x, y = _batch(task)
+        losses = [train_batch(net, rule, optimizer, x.to(dtype), y, task.mask, window=7)[0] for _ in range(3)]
+        runs[backend] = (losses, net)
+    return runs["event"], runs["fused"]
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+@pytest.mark.parametrize("rule_name", ["dfa", "local"])
+def test_training_with_the_fused_kernel_repeats_the_event_backend_to_the_bit(tiny_task, rule_name):
+    """The default CPU backend must not change what training computes: same losses, same weights."""
+    (event_losses, event_net), (fused_losses, fused_net) = _train_on_backends(tiny_task, rule_name, False, torch.float)
+    assert fused_losses == event_losses
+    pairs = zip(fused_net.parameters(), event_net.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+@pytest.mark.parametrize("rule_name", ["dfa", "local"])
+def test_training_with_feedback_in_the_fused_kernel_agrees_with_the_event_backend(tiny_task, rule_name):
+    """With feedback the kernel also computes the readout's prediction and the feedback current,
+    summed in its own order: the same training up to rounding (float64)."""
+    (event_losses, event_net), (fused_losses, fused_net) = _train_on_backends(tiny_task, rule_name, True, torch.float64)
+    assert fused_losses == pytest.approx(event_losses, rel=1e-9)
+    pairs = zip(fused_net.parameters(), event_net.parameters(), strict=True)
+    assert all(torch.allclose(a, b, rtol=1e-8, atol=1e-10) for a, b in pairs)
+    assert fused_net.encoder.out.weight[:, -fused_net.n_classes :].abs().sum() > 0  # the feedback was used

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from spiking_maelstrom import Maelstrom, MaelstromConfig, Probe, fused_cpu
+from spiking_maelstrom import Feedback, Maelstrom, MaelstromConfig, Probe, fused_cpu
 from spiking_maelstrom.connectivity import spectral_radius
 from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step, euler_decay
 
@@ -309,3 +310,59 @@ def test_the_fused_kernel_compiles_without_a_writable_cache(monkeypatch):
         assert torch.equal(spikes, Maelstrom(config, backend="event").run(currents)[0])
     finally:
         fused_cpu._kernel.cache_clear()
+
+
+def _closed_loop(m: Maelstrom, currents: torch.Tensor, head=None):
+    """Run ``currents`` in two calls with a feedback loop onto a fixed random readout; returns the
+    spikes, the feedback each step got and the last one."""
+    batch, steps, n = currents.shape
+    g = torch.Generator().manual_seed(3)
+    kw = dict(generator=g, dtype=currents.dtype)
+    names, classes = ("trace", "current"), 4
+    features = torch.empty(batch, steps, 2 * n, dtype=currents.dtype)
+    probe = Probe(names, features, torch.zeros(batch, n, dtype=currents.dtype), 0.9)
+    width = classes if head is None else 6
+    loop = Feedback(
+        weight=3.0 * torch.randn(classes, n, **kw),
+        readout=torch.randn(width, 2 * n, **kw) / n**0.5,
+        bias=torch.randn(width, **kw),
+        p=torch.full((batch, classes), 1.0 / classes, dtype=currents.dtype),
+        out=torch.empty(batch, steps, classes, dtype=currents.dtype),
+        head=head,
+    )
+    first, state = m.run(currents[:, :20], probe=probe, feedback=loop)
+    rest, _ = m.run(currents[:, 20:], state, probe=probe, feedback=loop)
+    return torch.cat([first, rest], 1), loop.out, loop.p
+
+
+@pytest.mark.parametrize("mlp", [False, True])
+def test_a_feedback_loop_closes_the_readouts_prediction_onto_the_next_input(mlp):
+    """Every backend runs the loop's definition (float64: the kernel sums in its own order), and
+    the feedback changes the spikes."""
+    config = MaelstromConfig(n_neurons=80, seed=5)
+    currents = 0.8 * torch.rand(3, 45, 80, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(6, 4).double()) if mlp else None
+    backends = ("event", "dense", "sparse") + (("fused",) if fused_cpu.available() else ())
+    runs = {b: _closed_loop(Maelstrom(config, dtype=torch.float64, backend=b), currents, head) for b in backends}
+    spikes, fed, last = runs["event"]
+    assert torch.allclose(fed[:, 0], torch.full_like(fed[:, 0], 0.25))
+    assert not torch.allclose(fed[:, 1], fed[:, 0])  # the prediction moved, and was fed back
+    for backend in backends[1:]:
+        assert torch.equal(runs[backend][0], spikes), backend
+        assert torch.allclose(runs[backend][1], fed, rtol=1e-12, atol=1e-14), backend
+        assert torch.allclose(runs[backend][2], last, rtol=1e-12, atol=1e-14), backend
+    open_loop = Maelstrom(config, dtype=torch.float64, backend="event").run(currents)[0]
+    assert not torch.equal(open_loop, spikes)
+
+
+def test_a_feedback_loop_needs_a_probe_and_matching_shapes():
+    m = Maelstrom(MaelstromConfig(n_neurons=30, seed=0))
+    loop = Feedback(torch.zeros(4, 30), torch.zeros(4, 60), torch.zeros(4), torch.zeros(2, 4), torch.zeros(2, 5, 4))
+    wrong = dataclasses.replace(loop, readout=torch.zeros(4, 50))
+    with pytest.raises(ValueError, match="feedback reads the readout's features: pass a probe"):
+        m.run(torch.zeros(2, 5, 30), feedback=loop)
+    if fused_cpu.available():
+        probe = Probe(("trace", "current"), torch.zeros(2, 5, 60), torch.zeros(2, 30), 0.9)
+        fused = Maelstrom(MaelstromConfig(n_neurons=30, seed=0), backend="fused")
+        with pytest.raises(ValueError, match=r"readout has shape \(4, 50\); currents \(2, 5, 30\) need \(4, 60\)"):
+            fused.run(torch.zeros(2, 5, 30), probe=probe, feedback=wrong)

@@ -34,7 +34,7 @@ from ..encoders import MLPEncoder
 from ..files import atomic_write
 from ..maelstrom import Maelstrom, MaelstromConfig, MaelstromParameters
 from ..network import MaelstromNetwork, NetworkConfig
-from ..readouts import LinearReadout, RidgeReadout
+from ..readouts import LinearReadout, RidgeReadout, fold_normalisation
 
 PRODUCER = "spiking-maelstrom"
 OUTPUTS = ("scores", "spikes")
@@ -91,11 +91,7 @@ def readout_affine(network: MaelstromNetwork) -> tuple[Tensor, Tensor]:
             raise ExportError("readout: the ridge readout has not been fitted; train before exporting")
         return readout.weight.detach().clone(), readout.bias.detach().clone()
     if isinstance(readout, LinearReadout):
-        norm, linear = readout[0], readout[1]
-        scale = torch.rsqrt(norm.var.double() + norm.eps)
-        weight = linear.weight.double() * scale
-        bias = linear.bias.double() - weight @ norm.mean.double()
-        return weight.to(linear.weight.dtype), bias.to(linear.bias.dtype)
+        return fold_normalisation(readout[0], readout[1])
     raise ExportError(
         f"readout: {type(readout).__name__} has hidden ReLU layers, which NIR cannot express; "
         "use --readout linear or ridge"
