@@ -16,7 +16,7 @@ from . import __version__
 from .baselines import MODES as BASELINE_MODES
 from .baselines import InputBaselineConfig, input_baseline_accuracy
 from .checkpoint import load_checkpoint
-from .crossval import cross_validate
+from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_scores, save_fold_scores
 from .data import TASKS, load_task
 from .device import resolve_device
 from .ensemble import Ensemble
@@ -203,6 +203,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run directory (or checkpoint file) written by train; several: scored as an ensemble "
         "(per-step log-probabilities added)",
     )
+    evaluate.add_argument(
+        "--cv",
+        action="store_true",
+        help="score the runs' cross-validation folds instead (their held-out scores, saved by train --folds as "
+        f"{CV_SCORES}); several runs cross-validated on the same folds are scored as an ensemble",
+    )
     evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
     evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
@@ -371,13 +377,18 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "spike_rate_hz": float(sample.spikes.mean()) / maelstrom.dt,
         "history": trainer.history,
     }
-    metrics["cv"] = _cross_validate(
-        args,
-        task,
-        lambda fold: train_and_score(trainer.network.config, trainer.config, fold, device, args.members),
-    )
+    folds: list[dict[str, Any]] = []
+
+    def score_fold(fold: Any) -> float:
+        folds.append(train_and_score(trainer.network.config, trainer.config, fold, device, args.members))
+        folds[-1]["indices"] = list(fold.test.indices)
+        return folds[-1]["accuracy"]
+
+    metrics["cv"] = _cross_validate(args, task, score_fold)
     if args.members > 1:
         metrics["cv_members"] = args.members
+    if folds:
+        save_fold_scores(out / CV_SCORES, folds)
     write_json(out / "metrics.json", metrics)
     print(
         f"test accuracy {test['accuracy']:.4f} on {test['samples']} samples "
@@ -423,7 +434,21 @@ def _task_record(payload: dict[str, Any], data_dir: Path | None) -> dict[str, An
     return record
 
 
+def _evaluate_folds(args: argparse.Namespace) -> dict[str, Any]:
+    """``evaluate --cv``: the runs' saved cross-validation scores, added per fold."""
+    if args.dataset or args.data_dir:
+        raise CLIError("--cv scores the runs' own training folds: it takes no --dataset or --data-dir")
+    runs = {str(path): load_fold_scores(path / CV_SCORES if path.is_dir() else path) for path in args.run_dir}
+    result = {"cv": ensemble_folds(runs), "runs": list(runs)}
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        write_json(args.json, result)
+    return result
+
+
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    if args.cv:
+        return _evaluate_folds(args)
     checkpoints = [_checkpoint_path(path) for path in args.run_dir]
     payloads = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
     payload = payloads[0]

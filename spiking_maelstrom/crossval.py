@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from .data import Task
+from .files import atomic_write
 
 
 def dataset_groups(dataset: Dataset, group_by: str) -> np.ndarray:
@@ -85,4 +87,62 @@ def cross_validate(
         "accuracy": scores,
         "mean": statistics.fmean(scores),
         "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+    }
+
+
+CV_SCORES = "cv_scores.pt"
+CV_SCORES_FORMAT = "spiking-maelstrom-cv-scores/1"
+
+
+def save_fold_scores(path: str | Path, folds: list[dict[str, Any]]) -> Path:
+    """Save each fold's held-out ``indices`` (into the training files), ``labels`` and decision
+    ``scores`` ``[n, C]`` (``learning.decision_scores``), atomically: with them, runs
+    cross-validated on the same folds can be scored as an ensemble afterwards (``ensemble_folds``)."""
+    payload = {
+        "format": CV_SCORES_FORMAT,
+        "folds": [{k: fold[k] for k in ("indices", "labels", "scores")} for fold in folds],
+    }
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_fold_scores(path: str | Path) -> list[dict[str, Any]]:
+    """The folds saved by :func:`save_fold_scores`, with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: cross-validation scores come from 'maelstrom train --folds K'")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"{path} is not readable ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != CV_SCORES_FORMAT:
+        raise ValueError(f"{path} holds no cross-validation scores (expected format {CV_SCORES_FORMAT})")
+    return payload["folds"]
+
+
+def ensemble_folds(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Cross-validated accuracy of an ensemble of ``runs`` (name -> saved folds): per fold, the
+    members' decision scores are added, exactly the decision of ``Ensemble``. The runs must hold
+    out the same samples in each fold (same fold count, seed and grouping)."""
+    (first, folds), *others = runs.items()
+    for name, other in others:
+        same = len(other) == len(folds) and all(
+            a["indices"] == b["indices"] and torch.equal(a["labels"], b["labels"])
+            for a, b in zip(folds, other, strict=False)
+        )
+        if not same:
+            raise ValueError(
+                f"{name} was cross-validated on other folds than {first}: use the same --folds, --seed and --group-by"
+            )
+    accuracy = []
+    for k, fold in enumerate(folds):
+        scores = sum(run[k]["scores"].double() for run in runs.values())
+        accuracy.append(float((scores.argmax(-1) == fold["labels"]).double().mean()))
+    return {
+        "folds": len(folds),
+        "held_out": [len(fold["indices"]) for fold in folds],
+        "accuracy": accuracy,
+        "mean": statistics.fmean(accuracy),
+        "std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
     }

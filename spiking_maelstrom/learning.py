@@ -127,10 +127,16 @@ def sequence_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
     return (ce * weights.to(ce.dtype)).sum()
 
 
+def decision_scores(logits: Tensor, mask: Tensor) -> Tensor:
+    """Class scores per sample ``[B, C]``: the mask-weighted sum of per-step log-probabilities.
+    An ensemble's decision is the argmax of its members' scores added."""
+    weights = mask.to(logits.dtype).expand(logits.shape[:2])
+    return (torch.log_softmax(logits, -1) * weights[..., None]).sum(1)
+
+
 def predict(logits: Tensor, mask: Tensor) -> Tensor:
     """Class per sample: the mask-weighted sum of per-step log-probabilities, maximised."""
-    weights = mask.to(logits.dtype).expand(logits.shape[:2])
-    return (torch.log_softmax(logits, -1) * weights[..., None]).sum(1).argmax(-1)
+    return decision_scores(logits, mask).argmax(-1)
 
 
 def train_batch(

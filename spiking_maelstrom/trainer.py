@@ -16,7 +16,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
 from .ensemble import Ensemble
-from .learning import RULES, make_rule, predict, sequence_loss, step_weights, train_batch
+from .learning import RULES, decision_scores, make_rule, predict, sequence_loss, step_weights, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
 
@@ -231,23 +231,35 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_network(
-    network: MaelstromNetwork | Ensemble, dataset: Dataset, mask: torch.Tensor, batch_size: int = 64
+    network: MaelstromNetwork | Ensemble,
+    dataset: Dataset,
+    mask: torch.Tensor,
+    batch_size: int = 64,
+    keep_scores: bool = False,
 ) -> dict[str, Any]:
     """Accuracy and mean loss of ``network`` (or an ensemble) over ``dataset`` (decision:
-    ``learning.predict``)."""
+    ``learning.predict``); with ``keep_scores`` also each sample's ``scores`` ``[n, C]``
+    (``learning.decision_scores``) and ``labels``."""
     network.eval()
     device = next(network.buffers()).device
     mask = mask.to(device)
-    correct, loss, samples = 0, 0.0, 0
+    correct, loss, samples, scores, labels = 0, 0.0, 0, [], []
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
         logits = network(x).logits
         loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
-        correct += int((predict(logits, mask) == y).sum())
+        batch_scores = decision_scores(logits, mask)
+        correct += int((batch_scores.argmax(-1) == y).sum())
         samples += x.shape[0]
+        if keep_scores:
+            scores.append(batch_scores.cpu())
+            labels.append(y.cpu())
     if samples == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    return {"accuracy": correct / samples, "loss": loss / samples, "samples": samples}
+    result: dict[str, Any] = {"accuracy": correct / samples, "loss": loss / samples, "samples": samples}
+    if keep_scores:
+        result.update(scores=torch.cat(scores), labels=torch.cat(labels))
+    return result
 
 
 def train_and_score(
@@ -256,11 +268,12 @@ def train_and_score(
     task: Task,
     device: str | torch.device = "cpu",
     members: int = 1,
-) -> float:
-    """Build a fresh network, train it on all of ``task.train`` (no validation part) and return its
-    test accuracy: one cross-validation fold (see ``crossval.cross_validate``). With ``members``
-    K > 1, K networks are trained, member k with every seed (maelstrom, initialisation, batch
-    order) moved on by k, as ``maelstrom train --seed S+k`` would, and scored as an ``Ensemble``."""
+) -> dict[str, Any]:
+    """Build a fresh network, train it on all of ``task.train`` (no validation part) and score it on
+    ``task.test`` (``evaluate_network`` with the scores kept): one cross-validation fold (see
+    ``crossval.cross_validate``). With ``members`` K > 1, K networks are trained, member k with
+    every seed (maelstrom, initialisation, batch order) moved on by k, as ``maelstrom train
+    --seed S+k`` would, and scored as an ``Ensemble``."""
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     trainers = []
@@ -273,10 +286,8 @@ def train_and_score(
         training = replace(train_config, val_fraction=0.0, seed=train_config.seed + k)
         trainers.append(Trainer(build_network(config, device), task, training, False))
         trainers[-1].fit()
-    if members == 1:
-        return trainers[0].evaluate(task.test)["accuracy"]
-    ensemble = Ensemble([t.network for t in trainers])
-    return evaluate_network(ensemble, task.test, task.mask, train_config.batch_size)["accuracy"]
+    model = trainers[0].network if members == 1 else Ensemble([t.network for t in trainers])
+    return evaluate_network(model, task.test, task.mask, train_config.batch_size, keep_scores=True)
 
 
 def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:

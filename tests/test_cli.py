@@ -151,3 +151,55 @@ def test_cross_validation_of_an_ensemble_trains_every_member(tmp_path, monkeypat
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["cv_members"] == 2 and len(metrics["cv"]["accuracy"]) == 2
     assert fitted == [5, 5, 6, 5, 6]  # the run itself, then each fold's two members
+
+
+def test_evaluate_cv_scores_runs_on_their_saved_folds_alone_and_as_an_ensemble(tmp_path, capsys):
+    """train --folds saves each fold's held-out scores; evaluate --cv reproduces the run's CV from
+    them, adds several runs' scores per fold, and refuses runs cross-validated on other folds."""
+    import torch
+
+    from spiking_maelstrom.crossval import CV_SCORES, load_fold_scores
+
+    runs = {rule: tmp_path / rule for rule in ("frozen", "dfa")}
+    for rule, run in runs.items():
+        assert _train(run, "--folds", "2", "--encoder-rule", rule, "--no-feedback") == 0
+    capsys.readouterr()
+    frozen = json.loads((runs["frozen"] / "metrics.json").read_text())["cv"]
+    assert main(["evaluate", "--cv", str(runs["frozen"])]) == 0
+    assert json.loads(capsys.readouterr().out)["cv"]["accuracy"] == frozen["accuracy"]
+
+    assert main(["evaluate", "--cv", *map(str, runs.values()), "--json", str(tmp_path / "cv.json")]) == 0
+    result = json.loads((tmp_path / "cv.json").read_text())
+    folds = [load_fold_scores(run / CV_SCORES) for run in runs.values()]
+    for k, accuracy in enumerate(result["cv"]["accuracy"]):
+        summed = folds[0][k]["scores"].double() + folds[1][k]["scores"].double()
+        assert accuracy == float((summed.argmax(-1) == folds[0][k]["labels"]).double().mean())
+    assert sorted(folds[0][0]["indices"] + folds[0][1]["indices"]) == list(range(50))  # every training file once
+    first = folds[0][0]
+    assert first["scores"].shape == (len(first["indices"]), 10) and torch.isfinite(first["scores"]).all()
+
+    other = tmp_path / "seed1"
+    assert _train(other, "--folds", "2", "--seed", "1", "--no-feedback") == 0
+    capsys.readouterr()
+    for args, message in (
+        ([str(runs["dfa"]), str(other)], "was cross-validated on other folds"),
+        ([str(tmp_path / "nowhere")], "does not exist: cross-validation scores come from 'maelstrom train --folds K'"),
+        ([str(runs["dfa"]), "--dataset", "randman"], "--cv scores the runs' own training folds"),
+    ):
+        assert main(["evaluate", "--cv", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+
+
+def test_adding_members_decision_scores_is_the_ensembles_decision():
+    """What evaluate --cv adds (each member's summed log-probabilities) decides as Ensemble does
+    (per-step log-probabilities added, then read like one network's)."""
+    import torch
+
+    from spiking_maelstrom.learning import decision_scores, predict
+
+    g = torch.Generator().manual_seed(0)
+    logits = [3 * torch.randn(64, 20, 6, generator=g, dtype=torch.float64) for _ in range(3)]
+    mask = torch.rand(20, generator=g) > 0.3
+    ensemble = predict(sum(torch.log_softmax(x, -1) for x in logits), mask)
+    assert torch.equal(sum(decision_scores(x, mask) for x in logits).argmax(-1), ensemble)
