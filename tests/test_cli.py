@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +178,14 @@ def test_evaluate_cv_scores_runs_on_their_saved_folds_alone_and_as_an_ensemble(t
     assert sorted(folds[0][0]["indices"] + folds[0][1]["indices"]) == list(range(50))  # every training file once
     first = folds[0][0]
     assert first["scores"].shape == (len(first["indices"]), 10) and torch.isfinite(first["scores"]).all()
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cv_ensembles.py"
+    table = subprocess.run([sys.executable, str(script), *map(str, runs.values())], capture_output=True, text=True)
+    assert table.returncode == 0, table.stderr
+    rows = table.stdout.splitlines()[2:]
+    assert len(rows) == 3  # each run alone, and the pair
+    pair = next(row for row in rows if "frozen + dfa" in row)
+    assert f"{100 * result['cv']['mean']:.2f} +- {100 * result['cv']['std']:.2f}" in pair
 
     other = tmp_path / "seed1"
     assert _train(other, "--folds", "2", "--seed", "1", "--no-feedback") == 0
