@@ -7,7 +7,10 @@ order (as the ``event`` backend's ``embedding_bag`` does), then updates every ne
 operations of ``neuron.cuba_lif_step`` in the same order, each rounded on its own (numba contracts
 nothing into a fused multiply-add). Its spikes, currents and voltages are therefore those of the
 ``event`` backend bit for bit (a zero may differ in sign). It can also write the readout's
-per-step features (trace, current, voltage) as it goes, so a window costs no Python per step.
+per-step features (trace, current, voltage) as it goes, so a window costs no Python per step,
+and close a feedback loop (``maelstrom.Feedback``): each step's input then takes the softmax of an
+affine readout of the step before. The loop's sums are its own (the readout's dot products may
+be reordered to vectorise), so with a loop the bits match the other backends' up to rounding.
 
 The rows of W^T are read dense while W is small enough to stay in cache (SIMD adds), and as CSR
 (only the synapses: a fifth of the memory traffic at 10 % density) beyond ``DENSE_ROWS_BYTES``.
