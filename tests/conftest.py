@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spiking_maelstrom import MaelstromConfig, NetworkConfig, build_network, load_task
+from spiking_maelstrom import Feedback, Maelstrom, MaelstromConfig, NetworkConfig, Probe, build_network, load_task
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -34,3 +34,28 @@ def tiny_network(task, rule_feedback: bool = True, n_neurons: int = 60, seed: in
         **kwargs,
     )
     return build_network(config)
+
+
+def run_closed_loop(m: Maelstrom, currents: torch.Tensor, head: torch.nn.Module | None = None):
+    """Run ``currents`` on ``m`` (on its device) in two calls with a feedback loop onto a fixed
+    random readout (``head``: layers after its affine map); returns, on the CPU, the spikes, the
+    feedback each step got and the last one."""
+    batch, steps, n = currents.shape
+    g = torch.Generator().manual_seed(3)
+    kw = dict(generator=g, dtype=currents.dtype)
+    classes, width = 4, 4 if head is None else 6
+    device = m.weight.device
+    features = torch.empty(batch, steps, 2 * n, dtype=currents.dtype, device=device)
+    probe = Probe(("trace", "current"), features, torch.zeros(batch, n, dtype=currents.dtype, device=device), 0.9)
+    loop = Feedback(
+        weight=(3.0 * torch.randn(classes, n, **kw)).to(device),
+        readout=(torch.randn(width, 2 * n, **kw) / n**0.5).to(device),
+        bias=torch.randn(width, **kw).to(device),
+        p=torch.full((batch, classes), 1.0 / classes, dtype=currents.dtype, device=device),
+        out=torch.empty(batch, steps, classes, dtype=currents.dtype, device=device),
+        head=head,
+    )
+    currents = currents.to(device)
+    first, state = m.run(currents[:, :20], probe=probe, feedback=loop)
+    rest, _ = m.run(currents[:, 20:], state, probe=probe, feedback=loop)
+    return torch.cat([first, rest], 1).cpu(), loop.out.cpu(), loop.p.cpu()

@@ -9,7 +9,7 @@ import torch
 from spiking_maelstrom import Maelstrom, MaelstromConfig, TrainConfig, Trainer, fused, load_task
 from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step
 
-from .conftest import TINY_RANDMAN, tiny_network
+from .conftest import TINY_RANDMAN, run_closed_loop, tiny_network
 
 pytestmark = [
     pytest.mark.cuda,
@@ -79,3 +79,13 @@ def test_fused_step_is_bit_exact_with_the_pytorch_step(dtype):
     assert want.z.sum() > 0
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_feedback_loop_on_cuda_gives_the_cpu_spikes_and_predictions_in_float64():
+    config = MaelstromConfig(n_neurons=80, seed=5)
+    currents = 0.8 * torch.rand(3, 45, 80, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    cpu = run_closed_loop(Maelstrom(config, dtype=torch.float64, backend="event"), currents)
+    gpu = run_closed_loop(Maelstrom(config, device="cuda", dtype=torch.float64), currents)
+    assert torch.equal(gpu[0], cpu[0]) and cpu[0].sum() > 0
+    for a, b in zip(gpu[1:], cpu[1:], strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -12,6 +12,8 @@ from spiking_maelstrom import Feedback, Maelstrom, MaelstromConfig, Probe, fused
 from spiking_maelstrom.connectivity import spectral_radius
 from spiking_maelstrom.neuron import CubaLIFState, cuba_lif_step, euler_decay
 
+from .conftest import run_closed_loop
+
 
 def test_cuba_lif_step_follows_forward_euler():
     state = CubaLIFState(v=torch.tensor([[0.5, 0.95]]), i=torch.tensor([[0.2, 2.0]]), z=torch.zeros(1, 2))
@@ -312,29 +314,6 @@ def test_the_fused_kernel_compiles_without_a_writable_cache(monkeypatch):
         fused_cpu._kernel.cache_clear()
 
 
-def _closed_loop(m: Maelstrom, currents: torch.Tensor, head=None):
-    """Run ``currents`` in two calls with a feedback loop onto a fixed random readout; returns the
-    spikes, the feedback each step got and the last one."""
-    batch, steps, n = currents.shape
-    g = torch.Generator().manual_seed(3)
-    kw = dict(generator=g, dtype=currents.dtype)
-    names, classes = ("trace", "current"), 4
-    features = torch.empty(batch, steps, 2 * n, dtype=currents.dtype)
-    probe = Probe(names, features, torch.zeros(batch, n, dtype=currents.dtype), 0.9)
-    width = classes if head is None else 6
-    loop = Feedback(
-        weight=3.0 * torch.randn(classes, n, **kw),
-        readout=torch.randn(width, 2 * n, **kw) / n**0.5,
-        bias=torch.randn(width, **kw),
-        p=torch.full((batch, classes), 1.0 / classes, dtype=currents.dtype),
-        out=torch.empty(batch, steps, classes, dtype=currents.dtype),
-        head=head,
-    )
-    first, state = m.run(currents[:, :20], probe=probe, feedback=loop)
-    rest, _ = m.run(currents[:, 20:], state, probe=probe, feedback=loop)
-    return torch.cat([first, rest], 1), loop.out, loop.p
-
-
 @pytest.mark.parametrize("mlp", [False, True])
 def test_a_feedback_loop_closes_the_readouts_prediction_onto_the_next_input(mlp):
     """Every backend runs the loop's definition (float64: the kernel sums in its own order), and
@@ -343,7 +322,7 @@ def test_a_feedback_loop_closes_the_readouts_prediction_onto_the_next_input(mlp)
     currents = 0.8 * torch.rand(3, 45, 80, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     head = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(6, 4).double()) if mlp else None
     backends = ("event", "dense", "sparse") + (("fused",) if fused_cpu.available() else ())
-    runs = {b: _closed_loop(Maelstrom(config, dtype=torch.float64, backend=b), currents, head) for b in backends}
+    runs = {b: run_closed_loop(Maelstrom(config, dtype=torch.float64, backend=b), currents, head) for b in backends}
     spikes, fed, last = runs["event"]
     assert torch.allclose(fed[:, 0], torch.full_like(fed[:, 0], 0.25))
     assert not torch.allclose(fed[:, 1], fed[:, 0])  # the prediction moved, and was fed back
