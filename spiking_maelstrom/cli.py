@@ -193,7 +193,8 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "evaluate",
-        help="score a trained run (or several, as an ensemble) on a data set's test split",
+        help="score a trained run (or several, as an ensemble) on a data set's test split, or on its saved "
+        "cross-validation folds (--cv)",
         formatter_class=_HelpWithDefaults,
     )
     evaluate.add_argument(
