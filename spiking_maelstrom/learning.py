@@ -9,12 +9,16 @@ credit comes from one of three rules, none of which differentiates spikes or the
   layer is linear, so this credit of rank ``classes`` is never formed as a ``[B, T, neurons]``
   tensor: it reaches the layer's input and weights through the small product ``B W``.
 * ``local``: the exact gradient through the maelstrom's linear input stage, the synaptic-current
-  filter ``i_t = alpha * i_{t-1} + u_t``, into the current feature the readout reads.
+  filter ``i_t = alpha * i_{t-1} + u_t``, into the current feature the readout reads: the loss's
+  gradient with respect to that feature, run backwards through the filter (its adjoint).
 
 A sequence is processed in windows of ``window`` steps; each window's graph (encoder calls only) is
 freed by its own backward pass, so memory does not grow with the sequence length. Gradients add up
 over the windows and the optimiser steps once per batch. For ``local`` the filter's gradient is
 exact inside a window and truncated at its start (exact for ``window >= T``).
+
+Each window has two backward passes: the loss's, which trains the readout (and leaves the
+features' gradient where the local rule reads it), then the rule's credit, into the encoder.
 """
 
 from __future__ import annotations
@@ -26,9 +30,15 @@ from .network import MaelstromNetwork, WindowOutput
 
 RULES = ("frozen", "dfa", "local")
 
+# What ``torch.autograd.backward`` takes: tensors and the gradients they receive (None for scalars).
+Credit = tuple[list[Tensor], list[Tensor | None]]
+
 
 class EncoderRule(nn.Module):
     """How the encoder is credited; a module so that a rule's fixed matrices are saved with it."""
+
+    # Whether the rule reads the loss's gradient with respect to the readout's features.
+    feature_grad = False
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -40,19 +50,15 @@ class EncoderRule(nn.Module):
     def trains_encoder(self) -> bool:
         return self.name != "frozen"
 
-    @property
-    def local(self) -> bool:
-        return self.name == "local"
-
-    def encoder_objective(
-        self, out: WindowOutput, layer: nn.Linear, targets: Tensor, weights: Tensor, penalty: float
-    ) -> Tensor | None:
-        """A term for a window's objective whose gradient is the rule's credit for the encoder
-        beyond the loss's own (None: nothing). ``layer`` is the encoder's output layer, ``out`` the
-        window run with the encoder's graph, ``penalty`` the weight of :func:`penalty_on_currents`."""
+    def encoder_credit(
+        self, network: MaelstromNetwork, out: WindowOutput, targets: Tensor, weights: Tensor, penalty: float
+    ) -> Credit:
+        """The encoder's credit for a window ``out`` (run with the encoder's graph, after the loss's
+        backward pass), as what ``torch.autograd.backward`` takes; ``penalty`` is the weight of
+        :func:`penalty_on_currents`."""
         if not self.trains_encoder or not penalty:
-            return None
-        return penalty_on_currents(out.currents, weights, penalty)
+            return [], []
+        return [penalty_on_currents(out.currents, weights, penalty)], [None]
 
 
 class DFARule(EncoderRule):
@@ -64,24 +70,60 @@ class DFARule(EncoderRule):
         matrix = torch.randn(n_classes, n_neurons, generator=generator) / n_classes**0.5
         self.register_buffer("feedback_matrix", matrix)
 
-    def encoder_objective(
-        self, out: WindowOutput, layer: nn.Linear, targets: Tensor, weights: Tensor, penalty: float
-    ) -> Tensor:
-        """``sum(u * (e B))`` for the currents ``u = W a + b`` and the weighted readout error ``e``
-        (its gradient with respect to ``u`` is the DFA credit ``e B``), summed as ``a . (e (B W))``
-        so that its backward pass costs ``[B, T, classes]`` products, not ``[B, T, neurons]``."""
+    def encoder_credit(
+        self, network: MaelstromNetwork, out: WindowOutput, targets: Tensor, weights: Tensor, penalty: float
+    ) -> Credit:
+        """The objective ``sum(u * (e B))`` for the currents ``u = W a + b`` and the weighted
+        readout error ``e`` (its gradient with respect to ``u`` is the DFA credit ``e B``), summed
+        as ``a . (e (B W))`` so that its backward pass costs ``[B, T, classes]`` products, not
+        ``[B, T, neurons]``."""
+        layer = network.encoder.out
         a, weight, bias = out.head_inputs, layer.weight, layer.bias
         onehot = nn.functional.one_hot(targets, out.logits.shape[-1]).to(a.dtype)
         error = (torch.softmax(out.logits.detach().to(a.dtype), -1) - onehot[:, None, :]) * weights[..., None]
         feedback = self.feedback_matrix.to(a.dtype)
         objective = (a * (error @ (feedback @ weight))).sum() + (error.sum((0, 1)) @ feedback) @ bias
-        if not penalty:
-            return objective
-        steps, (n, d) = a.shape[0] * a.shape[1], weight.shape
-        # The penalty's gradient is of full rank: through [D, D] Gram matrices when that is cheaper.
-        if 3 * steps * d * d + 2 * n * d * d < 2 * steps * n * d:
-            return objective + _gram_current_penalty(a, layer, weights, penalty)
-        return objective + penalty_on_currents(out.currents, weights, penalty)
+        if penalty:
+            steps, (n, d) = a.shape[0] * a.shape[1], weight.shape
+            # The penalty's gradient is of full rank: through [D, D] Gram matrices when that is cheaper.
+            if 3 * steps * d * d + 2 * n * d * d < 2 * steps * n * d:
+                objective = objective + _gram_current_penalty(a, layer, weights, penalty)
+            else:
+                objective = objective + penalty_on_currents(out.currents, weights, penalty)
+        return [objective], [None]
+
+
+class LocalRule(EncoderRule):
+    """The exact gradient through the synaptic-current filter into the current feature."""
+
+    feature_grad = True
+
+    def __init__(self) -> None:
+        super().__init__("local")
+
+    def encoder_credit(
+        self, network: MaelstromNetwork, out: WindowOutput, targets: Tensor, weights: Tensor, penalty: float
+    ) -> Credit:
+        """The currents' gradient: the loss's gradient with respect to the current feature (left
+        by its backward pass in ``out.features.grad``) through the filter's adjoint, started
+        afresh at the window; plus the penalty's."""
+        if "current" not in network.features:
+            raise ValueError(f"the local rule needs 'current' among the readout features, got {network.features}")
+        n, k = network.maelstrom.n_neurons, network.features.index("current")
+        credit = filter_adjoint(out.features.grad[..., k * n : (k + 1) * n], network.maelstrom.alpha)
+        tensors, grads = super().encoder_credit(network, out, targets, weights, penalty)
+        return [out.currents, *tensors], [credit, *grads]
+
+
+def filter_adjoint(grad: Tensor, alpha: Tensor) -> Tensor:
+    """The gradient with respect to ``u [B, K, N]`` of the filter ``c_t = alpha c_{t-1} + u_t``
+    (from zero) given the gradient ``grad`` with respect to its outputs ``c``:
+    ``g_t = grad_t + alpha g_{t+1}``, run backwards through the window."""
+    out = torch.empty(grad.shape, dtype=grad.dtype, device=grad.device)
+    acc = out[:, -1] = grad[:, -1]
+    for t in range(grad.shape[1] - 2, -1, -1):
+        acc = out[:, t] = grad[:, t] + alpha * acc
+    return out
 
 
 def penalty_on_currents(currents: Tensor, weights: Tensor, penalty: float) -> Tensor:
@@ -106,6 +148,8 @@ def make_rule(name: str, n_classes: int, n_neurons: int, seed: int = 0) -> Encod
     """The rule called ``name`` (one of :data:`RULES`)."""
     if name == "dfa":
         return DFARule(n_classes, n_neurons, seed)
+    if name == "local":
+        return LocalRule()
     return EncoderRule(name)
 
 
@@ -165,10 +209,18 @@ def train_batch(
     total, all_logits = 0.0, []
     for start in range(0, steps, window):
         sl = slice(start, start + window)
-        out = network.run_window(x[:, sl], state, encoder_grad=rule.trains_encoder, local=rule.local)
+        out = network.run_window(
+            x[:, sl],
+            state,
+            encoder_grad=rule.trains_encoder,
+            feature_grad=rule.feature_grad,
+            keep_features=rule.feature_grad,
+        )
         loss = sequence_loss(out.logits, targets, weights[:, sl])
-        credit = rule.encoder_objective(out, network.encoder.out, targets, weights[:, sl], current_penalty)
-        (loss if credit is None else loss + credit).backward()
+        loss.backward()
+        tensors, grads = rule.encoder_credit(network, out, targets, weights[:, sl], current_penalty)
+        if tensors:
+            torch.autograd.backward(tensors, grads)
         total += float(loss.detach())
         all_logits.append(out.logits.detach())
         state = out.state

@@ -143,33 +143,22 @@ class MaelstromNetwork(nn.Module):
             )
         return NetworkState(neurons, torch.zeros_like(neurons.v), feedback)
 
-    def _with_current_path(self, features: Tensor, path: Tensor) -> Tensor:
-        """``features [..., F]`` with ``path - path.detach()`` (value zero) added to the current
-        feature: it carries the local rule's gradient into what the readout reads."""
-        n = self.maelstrom.n_neurons
-        parts = list(features.split(n, dim=-1))
-        k = self.features.index("current")
-        parts[k] = parts[k] + (path - path.detach())
-        return torch.cat(parts, dim=-1)
-
     def run_window(
         self,
         x: Tensor,
         state: NetworkState,
         encoder_grad: bool = False,
-        local: bool = False,
+        feature_grad: bool = False,
         record: bool = False,
         keep_features: bool = False,
     ) -> WindowOutput:
         """Run ``x [B, K, *input_shape]`` from ``state``.
 
         ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs.
-        ``local`` adds the exact gradient path through the maelstrom's synaptic-current filter
-        (``c_t = alpha c_{t-1} + u_t``, started afresh at the window) into the current feature;
-        spikes and recurrence stay outside every graph.
+        ``feature_grad`` makes the readout's features a leaf that requires grad: after a backward
+        pass of the logits, ``features.grad`` holds the loss's gradient with respect to them (the
+        local rule's credit). Spikes and recurrence stay outside every graph.
         """
-        if local and "current" not in self.features:
-            raise ValueError("the local rule needs 'current' among the readout features")
         batch, steps = x.shape[:2]
         grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
         neurons, trace, feedback = state
@@ -195,11 +184,8 @@ class MaelstromNetwork(nn.Module):
                 currents = self.encoder.out(heads)
             # The currents do not depend on the maelstrom: the whole window runs in one call.
             spikes, neurons = self.maelstrom.run(currents, neurons, record, probe)
-        if local:
-            # unbind: one backward node for all steps (a slice per step costs T^2)
-            feats = self._with_current_path(feats, torch.stack(self._filtered(currents.unbind(1)), 1))
         return WindowOutput(
-            logits=self.readout(feats),
+            logits=self.readout(feats.requires_grad_(feature_grad)),
             currents=currents,
             spikes=spikes,
             state=NetworkState(neurons, probe.trace, feedback),
@@ -222,14 +208,6 @@ class MaelstromNetwork(nn.Module):
             out=p.new_empty(p.shape[0], steps, p.shape[1]),
             head=head,
         )
-
-    def _filtered(self, currents: tuple[Tensor, ...]) -> list[Tensor]:
-        """The synaptic-current filter ``c_t = alpha c_{t-1} + u_t`` over ``currents`` from zero,
-        with the encoder's graph: the local rule's path into the current feature."""
-        out: list[Tensor] = []
-        for u in currents:
-            out.append(u if not out else self.maelstrom.alpha * out[-1] + u)
-        return out
 
     @torch.no_grad()
     def forward(

@@ -126,7 +126,7 @@ def test_state_between_windows_carries_no_graph(tiny_task):
     """Training memory cannot grow with T through the maelstrom: nothing carried over holds a graph."""
     net = tiny_network(tiny_task)
     x, _ = _batch(tiny_task)
-    out = net.run_window(x[:, :10], net.init_state(len(x)), encoder_grad=True, local=True)
+    out = net.run_window(x[:, :10], net.init_state(len(x)), encoder_grad=True, feature_grad=True)
     assert out.logits.requires_grad
     neurons, trace, feedback = out.state
     assert not any(t.requires_grad for t in (*neurons, trace, feedback))
@@ -191,3 +191,12 @@ def test_training_with_feedback_in_the_fused_kernel_agrees_with_the_event_backen
     pairs = zip(fused_net.parameters(), event_net.parameters(), strict=True)
     assert all(torch.allclose(a, b, rtol=1e-8, atol=1e-10) for a, b in pairs)
     assert fused_net.encoder.out.weight[:, -fused_net.n_classes :].abs().sum() > 0  # the feedback was used
+
+
+def test_the_local_rule_without_the_current_feature_is_refused(tiny_task):
+    net = tiny_network(tiny_task, rule_feedback=False, features=("trace",))
+    rule = make_rule("local", net.n_classes, net.maelstrom.n_neurons)
+    optimizer = torch.optim.SGD(list(net.parameters()), lr=0.1)
+    x, y = _batch(tiny_task)
+    with pytest.raises(ValueError, match=r"the local rule needs 'current' among the readout features, got \('trace',\)"):
+        train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)
