@@ -198,5 +198,6 @@ def test_the_local_rule_without_the_current_feature_is_refused(tiny_task):
     rule = make_rule("local", net.n_classes, net.maelstrom.n_neurons)
     optimizer = torch.optim.SGD(list(net.parameters()), lr=0.1)
     x, y = _batch(tiny_task)
-    with pytest.raises(ValueError, match=r"the local rule needs 'current' among the readout features, got \('trace',\)"):
+    message = r"the local rule needs 'current' among the readout features, got \('trace',\)"
+    with pytest.raises(ValueError, match=message):
         train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)

@@ -113,6 +113,17 @@ def test_shd_mask_option_silences_a_band_of_training_frames_only(tmp_path):
         load_task("shd", data, n_steps=20, mask=-3, cache_dir=tmp_path / "cache", progress=False)
 
 
+@pytest.mark.parametrize("name", ["shd", "nmnist"])
+def test_stretch_option_stretches_training_frames_in_time(tmp_path, name):
+    data = _shd_fixture(tmp_path / "shd") if name == "shd" else _nmnist_fixture(tmp_path / "nmnist")
+    task = load_task(name, data, n_steps=20, stretch=0.5, cache_dir=tmp_path / "cache", progress=False)
+    assert task.options["stretch"] == 0.5 and "TimeStretch" in repr(task.augment)
+    frames, _ = task.train[0]
+    assert any(not torch.equal(task.augment(frames), frames) for _ in range(5))
+    with pytest.raises(ValueError, match="stretch=-1"):
+        load_task(name, data, n_steps=20, stretch=-1, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
     plain = load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False)

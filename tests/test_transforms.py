@@ -19,6 +19,7 @@ from spiking_maelstrom.data.transforms import (
     MergePolarity,
     SpectralTilt,
     TimeJitter,
+    TimeStretch,
     ToFrames,
     ToFramesByCount,
 )
@@ -113,6 +114,44 @@ def test_time_jitter_on_frames_moves_counts():
     assert moved[:40].sum() == 0 and moved[61:].sum() == 0
     with pytest.raises(ValueError, match="counts"):
         TimeJitter(1.0)(frames / 3)
+
+
+def test_time_stretch_scales_every_event_time_by_one_factor_within_bounds():
+    events = random_nmnist(np.random.default_rng(4), 500)
+    events = events[events["t"] > 0]
+    factors = []
+    for seed in range(20):
+        out = TimeStretch(max_stretch=0.25, seed=seed)(events)
+        assert np.array_equal(out[["x", "y", "p"]], events[["x", "y", "p"]])
+        assert np.all(np.diff(out["t"]) >= 0)
+        t, stretched = events["t"].astype(float), out["t"].astype(float)
+        factors.append((t @ stretched) / (t @ t))
+        assert np.abs(stretched - t * factors[-1]).max() < 0.6  # one factor for all, times rounded
+    assert 0.8 - 1e-3 <= min(factors) < 0.95 and 1.05 < max(factors) <= 1.25 + 1e-3
+    again = TimeStretch(max_stretch=0.25, seed=3)(events)
+    assert np.array_equal(again, TimeStretch(max_stretch=0.25, seed=3)(events))
+
+
+def test_time_stretch_on_frames_moves_counts_along_time():
+    frames = np.zeros((100, 700), dtype=np.float32)
+    frames[20, 5] = 30
+    frames[60, 9] = 40
+    later, earlier = 0, 0
+    for seed in range(20):
+        out = TimeStretch(max_stretch=0.25, seed=seed)(frames)
+        assert out.dtype == np.float32 and out.sum(0)[5] == 30 and out.sum(0)[9] == 40  # none leaves the window
+        first, second = np.nonzero(out[:, 5])[0], np.nonzero(out[:, 9])[0]
+        assert first.min() >= 16 and first.max() <= 26 and second.min() >= 48 and second.max() <= 76
+        later += second.mean() > 61
+        earlier += second.mean() < 60
+    assert later and earlier
+    end = np.zeros((100, 700), dtype=np.float32)
+    end[95, 0] = 50
+    assert 0 < TimeStretch(1.0, seed=1)(end).sum() <= 50  # stretched past the end: dropped
+    with pytest.raises(ValueError, match="max_stretch >= 0"):
+        TimeStretch(-0.1)
+    with pytest.raises(ValueError, match="counts"):
+        TimeStretch(0.1)(frames / 7)
 
 
 def test_channel_shift_moves_whole_frames_without_wrapping():

@@ -147,22 +147,25 @@ def nmnist_task(
     downsample: int = 1,
     shift: int = 0,
     jitter: float = 0.0,
+    stretch: float = 0.0,
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Task:
     """N-MNIST as a task: frames of ``dt_ms`` ms (one channel per polarity), ``n_steps`` of them
     (64 x 5 ms covers the ~310 ms of a recording), optionally down-sampled; read from ``data_dir``
     (default ``datasets/nmnist``) through the HDF5 cache. Training samples are augmented by random
-    shifts of up to ``shift`` pixels in x and y and ``jitter`` steps of time jitter."""
+    shifts of up to ``shift`` pixels in x and y, a time stretch by a factor of up to ``1 + stretch``
+    (``TimeStretch``) and ``jitter`` steps of time jitter."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
     steps: list[Transform] = [ToFrames(dt_ms * 1e3, n_steps, SENSOR_SIZE)]
     if downsample > 1:
         steps.append(Downsample(downsample))
     sources = {split: NMNISTFiles(root, split) for split in ("train", "test")}
-    augment = training_augmentation(shift, jitter)
+    augment = training_augmentation(shift, jitter, stretch=stretch)
     options = dict(
         shift=shift,
         jitter=jitter,
+        stretch=stretch,
         data_dir=str(root.resolve()),
         dt_ms=dt_ms,
         n_steps=n_steps,

@@ -170,6 +170,7 @@ def shd_task(
     jitter: float = 0.0,
     tilt: float = 0.0,
     mask: int = 0,
+    stretch: float = 0.0,
     balance: int = 0,
     balance_ms: float = 200.0,
     cache_dir: str | Path | None = None,
@@ -180,7 +181,8 @@ def shd_task(
     training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
     of time jitter, a random spectral tilt of up to ``tilt`` (``SpectralTilt``) and a silenced band
-    of up to ``mask`` channels (``ChannelMask``). ``balance=K`` puts an online spectral balance
+    of up to ``mask`` channels (``ChannelMask``) and a time stretch by a factor of up to
+    ``1 + stretch`` (``TimeStretch``). ``balance=K`` puts an online spectral balance
     over K bands with a ``balance_ms`` time constant (``BandBalance``) in front of the network, on
     every split after the augmentation."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
@@ -188,7 +190,7 @@ def shd_task(
     if channel_bin > 1:
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
-    augment = training_augmentation(shift, jitter, tilt, mask)
+    augment = training_augmentation(shift, jitter, tilt, mask, stretch)
     if balance < 0 or balance_ms <= 0:
         raise ValueError(f"balance needs balance >= 0 bands and balance_ms > 0, got {balance} and {balance_ms}")
     front_end = BandBalance(balance, balance_ms / dt_ms) if balance else None
@@ -197,6 +199,7 @@ def shd_task(
         jitter=jitter,
         tilt=tilt,
         mask=mask,
+        stretch=stretch,
         balance=balance,
         balance_ms=balance_ms,
         data_dir=str(root.resolve()),

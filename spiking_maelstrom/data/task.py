@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from .cache import CachedFrames
 from .events import EventSource
-from .transforms import ChannelMask, ChannelShift, Compose, SpectralTilt, TimeJitter, Transform
+from .transforms import ChannelMask, ChannelShift, Compose, SpectralTilt, TimeJitter, TimeStretch, Transform
 
 
 @dataclass
@@ -99,20 +99,22 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
 
 
 def training_augmentation(
-    shift: int, jitter: float, tilt: float = 0.0, mask: int = 0, seed: int = 0
+    shift: int, jitter: float, tilt: float = 0.0, mask: int = 0, stretch: float = 0.0, seed: int = 0
 ) -> list[Transform]:
     """The recorded tasks' training augmentation: a random shift of up to ``shift`` channels (pixels
-    in x and y for 2-D frames), Gaussian time jitter of ``jitter`` steps per event and, for channel
-    frames, a random spectral tilt of up to ``tilt`` (log-gain across the channels) and a silenced
-    band of up to ``mask`` channels."""
-    if shift < 0 or jitter < 0 or tilt < 0 or mask < 0:
+    in x and y for 2-D frames), for channel frames a random spectral tilt of up to ``tilt``
+    (log-gain across the channels) and a silenced band of up to ``mask`` channels, a random time
+    stretch by a factor of up to ``1 + stretch`` either way, and Gaussian time jitter of ``jitter``
+    steps per event."""
+    if shift < 0 or jitter < 0 or tilt < 0 or mask < 0 or stretch < 0:
         raise ValueError(
-            "augmentation needs shift, jitter, tilt and mask >= 0, "
-            f"got shift={shift}, jitter={jitter}, tilt={tilt}, mask={mask}"
+            "augmentation needs shift, jitter, tilt, mask and stretch >= 0, "
+            f"got shift={shift}, jitter={jitter}, tilt={tilt}, mask={mask}, stretch={stretch}"
         )
     steps: list[Transform] = [ChannelShift(shift, seed)] if shift else []
     steps += [SpectralTilt(tilt, seed + 2)] if tilt else []
     steps += [ChannelMask(mask, seed + 3)] if mask else []
+    steps += [TimeStretch(stretch, seed + 4)] if stretch else []
     return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -225,6 +225,20 @@ class RandomTransform(Transform):
         return generator
 
 
+def _move_counts(frames: np.ndarray, who: str, move: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Frames of event counts with every event's step moved by ``move(steps) -> new steps`` (one
+    entry per event; events moved out of the window are dropped)."""
+    counts = _counts(frames, who)
+    flat = counts.reshape(len(counts), -1)
+    steps, channels = np.nonzero(flat)
+    n = flat[steps, channels]
+    steps = move(np.repeat(steps, n)).astype(np.int64)
+    channels = np.repeat(channels, n)
+    keep = (steps >= 0) & (steps < flat.shape[0])
+    moved = np.bincount(steps[keep] * flat.shape[1] + channels[keep], minlength=flat.size)
+    return moved.reshape(frames.shape).astype(frames.dtype)
+
+
 @dataclass(frozen=True)
 class TimeJitter(RandomTransform):
     """Move every event in time by Gaussian noise of ``std``: in the events' time unit (microseconds
@@ -235,21 +249,41 @@ class TimeJitter(RandomTransform):
     seed: int = 0
 
     def __call__(self, data: Data) -> Data:
+        rng = self.rng()
         if is_events(data):
             out = data.copy()
-            t = out["t"] + self.rng().normal(0.0, self.std, len(out))
+            t = out["t"] + rng.normal(0.0, self.std, len(out))
             out["t"] = np.round(t) if np.issubdtype(out["t"].dtype, np.integer) else t
             return out[np.argsort(out["t"], kind="stable")]
-        frames = _dense(data)
-        counts = _counts(frames, "TimeJitter")
-        flat = counts.reshape(len(counts), -1)
-        steps, channels = np.nonzero(flat)
-        n = flat[steps, channels]
-        steps, channels = np.repeat(steps, n), np.repeat(channels, n)
-        steps = np.round(steps + self.rng().normal(0.0, self.std, len(steps))).astype(np.int64)
-        keep = (steps >= 0) & (steps < flat.shape[0])
-        moved = np.bincount(steps[keep] * flat.shape[1] + channels[keep], minlength=flat.size)
-        return _like(moved.reshape(frames.shape).astype(frames.dtype), data)
+        moved = _move_counts(_dense(data), "TimeJitter", lambda t: np.round(t + rng.normal(0.0, self.std, len(t))))
+        return _like(moved, data)
+
+
+@dataclass(frozen=True)
+class TimeStretch(RandomTransform):
+    """Play a sample faster or slower: every event time is multiplied by one random factor, drawn
+    log-uniformly from ``[1 / (1 + max_stretch), 1 + max_stretch]`` (speech's speed perturbation,
+    tonic's ``TimeSkew``; a speaker's rate varies). On frames, each event of step ``t`` lands on
+    step ``floor((t + u) factor)``, ``u`` uniform in [0, 1) (where it fell within its bin is not
+    known), and those leaving the window are dropped. Events keep their order."""
+
+    max_stretch: float
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.max_stretch >= 0:
+            raise ValueError(f"TimeStretch needs max_stretch >= 0, got {self.max_stretch}")
+
+    def __call__(self, data: Data) -> Data:
+        rng = self.rng()
+        factor = math.exp(rng.uniform(-1.0, 1.0) * math.log1p(self.max_stretch))
+        if is_events(data):
+            out = data.copy()
+            t = out["t"] * factor
+            out["t"] = np.round(t) if np.issubdtype(out["t"].dtype, np.integer) else t
+            return out
+        moved = _move_counts(_dense(data), "TimeStretch", lambda t: np.floor((t + rng.random(len(t))) * factor))
+        return _like(moved, data)
 
 
 def _shift(frames: np.ndarray, shift: int, axis: int) -> np.ndarray:
