@@ -314,7 +314,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         if not checkpoint.is_file():
             raise CLIError(f"--resume: no checkpoint at {checkpoint}")
         saved = load_checkpoint(checkpoint)
-        task = _load_task(saved["task"]["name"], args.data_dir, saved["task"]["options"], progress)
+        task = _run_task(saved, args.data_dir, progress)
         trainer = Trainer.resume(checkpoint, task, device=device, progress=progress, epochs=args.epochs)
     else:
         task = _load_task(args.dataset, args.data_dir, _task_options(args.task_option), progress)
@@ -427,10 +427,14 @@ def _checkpoint_path(path: Path) -> Path:
     return checkpoint
 
 
-def _task_record(payload: dict[str, Any], data_dir: Path | None) -> dict[str, Any]:
-    """A run's task as loaded now (options the run predates take their defaults), less where its
-    files are (not part of what was learned)."""
-    record = _load_task(payload["task"]["name"], data_dir, payload["task"]["options"], progress=False).record()
+def _run_task(payload: dict[str, Any], data_dir: Path | None, progress: bool = False) -> Any:
+    """A run's task as loaded now (options the run predates take their defaults)."""
+    return _load_task(payload["task"]["name"], data_dir, payload["task"]["options"], progress)
+
+
+def _task_record(task: Any) -> dict[str, Any]:
+    """What defines ``task``, less where its files are (not part of what was learned)."""
+    record = task.record()
     record["options"] = {k: v for k, v in record["options"].items() if k not in ("data_dir", "cache_dir")}
     return record
 
@@ -453,18 +457,18 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     checkpoints = [_checkpoint_path(path) for path in args.run_dir]
     payloads = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
     payload = payloads[0]
+    name = args.dataset or payload["task"]["name"]
+    own = name == payload["task"]["name"]
+    task = _run_task(payload, args.data_dir) if own else _load_task(name, args.data_dir, {}, progress=False)
     if len(payloads) > 1:
-        first = _task_record(payload, args.data_dir)
+        first = _task_record(task if own else _run_task(payload, args.data_dir))
         for checkpoint, other in zip(checkpoints[1:], payloads[1:], strict=True):
-            if (record := _task_record(other, args.data_dir)) != first:
+            if (record := _task_record(_run_task(other, args.data_dir))) != first:
                 raise CLIError(
                     f"{checkpoint} was trained on {record}, {checkpoints[0]} on {first}: "
                     "an ensemble's runs need the same task and options"
                 )
     device = resolve_device(args.device)
-    name = args.dataset or payload["task"]["name"]
-    options = payload["task"]["options"] if name == payload["task"]["name"] else {}
-    task = _load_task(name, args.data_dir, options, progress=False)
     networks = [load_network(p, device) for p in payloads]
     for checkpoint, network in zip(checkpoints, networks, strict=True):
         if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:

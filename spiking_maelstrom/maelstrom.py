@@ -199,6 +199,15 @@ class Feedback:
         self.p = torch.softmax(scores if self.head is None else self.head(scores), dim=-1)
 
 
+def run_input(currents: Tensor, n_neurons: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``currents [batch, time, neurons]`` checked, detached and moved to ``device`` and ``dtype``."""
+    if currents.dim() != 3:
+        raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
+    if currents.shape[-1] != n_neurons:
+        raise ValueError(f"input current has {currents.shape[-1]} channels; the maelstrom has {n_neurons} neurons")
+    return currents.detach().to(device=device, dtype=dtype)
+
+
 def step_through(
     step: Callable[[Tensor, CubaLIFState], CubaLIFState],
     currents: Tensor,
@@ -454,14 +463,10 @@ class Maelstrom(nn.Module):
         (None when ``record=False``) and the final state, to continue from in the next chunk.
         A ``probe`` has the readout's features written into it as the steps run; a ``feedback``
         (which needs the probe) closes the readout's prediction back onto the input."""
-        if currents.dim() != 3:
-            raise ValueError(f"currents must be [batch, time, neurons], got shape {tuple(currents.shape)}")
-        batch, steps, channels = currents.shape
-        if channels != self.n_neurons:
-            raise ValueError(f"input current has {channels} channels; the maelstrom has {self.n_neurons} neurons")
         if feedback is not None and probe is None:
             raise ValueError("feedback reads the readout's features: pass a probe too")
-        currents = currents.detach().to(device=self.weight.device, dtype=self.weight.dtype)
+        currents = run_input(currents, self.n_neurons, self.weight.device, self.weight.dtype)
+        batch, steps = currents.shape[:2]
         state = self.init_state(batch) if state is None else state
         spikes = torch.empty_like(currents) if record else None
         if self._plan() == "graph" and probe is None:

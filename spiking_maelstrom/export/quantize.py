@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encoders import MLPEncoder
-from ..maelstrom import Maelstrom, MaelstromParameters, Probe, step_through
+from ..maelstrom import Maelstrom, MaelstromParameters, Probe, run_input, step_through
 from ..network import MaelstromNetwork
 from ..neuron import CubaLIFState
 from ..readouts import RidgeReadout
@@ -285,7 +285,7 @@ class ChipMaelstrom(nn.Module):
         self, currents: Tensor, state: CubaLIFState | None = None, record: bool = True, probe: Probe | None = None
     ) -> tuple[Tensor | None, CubaLIFState]:
         """``Maelstrom.run`` with the target's arithmetic (float64 state)."""
-        currents = currents.detach().double()
+        currents = run_input(currents, self.n_neurons, self.threshold.device, torch.float64)
         state = self.init_state(currents.shape[0]) if state is None else state
         spikes = torch.empty_like(currents) if record else None
         return spikes, step_through(self.step, currents, state, spikes, probe)
