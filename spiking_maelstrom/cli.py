@@ -201,8 +201,8 @@ def _parser() -> argparse.ArgumentParser:
         "run_dir",
         type=Path,
         nargs="+",
-        help="run directory (or checkpoint file) written by train; several: scored as an ensemble "
-        "(per-step log-probabilities added)",
+        help="run directory (or checkpoint file) written by train; several runs with the same test inputs "
+        "(their training augmentation may differ) are scored as an ensemble (per-step log-probabilities added)",
     )
     evaluate.add_argument(
         "--cv",
@@ -432,10 +432,12 @@ def _run_task(payload: dict[str, Any], data_dir: Path | None, progress: bool = F
     return _load_task(payload["task"]["name"], data_dir, payload["task"]["options"], progress)
 
 
-def _task_record(task: Any) -> dict[str, Any]:
-    """What defines ``task``, less where its files are (not part of what was learned)."""
+def _test_record(task: Any) -> dict[str, Any]:
+    """What defines ``task``'s test inputs: its record less where its files are and less the
+    options that touch training data alone (augmentation)."""
     record = task.record()
-    record["options"] = {k: v for k, v in record["options"].items() if k not in ("data_dir", "cache_dir")}
+    ignored = ("data_dir", "cache_dir", *task.training_only)
+    record["options"] = {k: v for k, v in record["options"].items() if k not in ignored}
     return record
 
 
@@ -461,12 +463,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     own = name == payload["task"]["name"]
     task = _run_task(payload, args.data_dir) if own else _load_task(name, args.data_dir, {}, progress=False)
     if len(payloads) > 1:
-        first = _task_record(task if own else _run_task(payload, args.data_dir))
+        first = _test_record(task if own else _run_task(payload, args.data_dir))
         for checkpoint, other in zip(checkpoints[1:], payloads[1:], strict=True):
-            if (record := _task_record(_run_task(other, args.data_dir))) != first:
+            if (record := _test_record(_run_task(other, args.data_dir))) != first:
                 raise CLIError(
                     f"{checkpoint} was trained on {record}, {checkpoints[0]} on {first}: "
-                    "an ensemble's runs need the same task and options"
+                    "an ensemble's runs need the same test inputs"
                 )
     device = resolve_device(args.device)
     networks = [load_network(p, device) for p in payloads]

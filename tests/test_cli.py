@@ -136,7 +136,7 @@ def test_evaluate_scores_several_runs_as_one_ensemble(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(runs[0]), str(other), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "need the same task and options" in err and err.count("\n") == 1
+    assert "need the same test inputs" in err and err.count("\n") == 1
 
 
 def test_cross_validation_of_an_ensemble_trains_every_member(tmp_path, monkeypatch):

@@ -49,37 +49,29 @@ def _shd_fixture(root, n_classes=4, per_class=3):
     return root
 
 
+def _train_nmnist(data, run, cache, *extra):
+    args = ["train", "--dataset", "nmnist", "--data-dir", str(data), "--task-option", f'cache_dir="{cache}"']
+    args += [*extra, "--epochs", "1", "--neurons", "40", "--out", str(run), "--quiet", "--device", "cpu"]
+    return main(args)
+
+
 def test_nmnist_fixture_trains_through_the_cli(tmp_path):
     data = _nmnist_fixture(tmp_path / "nmnist")
     run = tmp_path / "run"
-    args = [
-        "train",
-        "--dataset",
-        "nmnist",
-        "--data-dir",
-        str(data),
-        "--task-option",
-        "n_steps=8",
-        "--task-option",
-        f'cache_dir="{tmp_path / "cache"}"',
-        "--epochs",
-        "1",
-        "--neurons",
-        "40",
-        "--encoder-rule",
-        "local",
-        "--out",
-        str(run),
-        "--quiet",
-        "--device",
-        "cpu",
-    ]
-    assert main(args) == 0
+    assert _train_nmnist(data, run, tmp_path / "cache", "--task-option", "n_steps=8", "--encoder-rule", "local") == 0
     config = json.loads((run / "config.json").read_text())
     assert config["network"]["encoder"] == "conv" and config["network"]["input_shape"] == [2, 34, 34]
     assert config["network"]["maelstrom"]["dt"] == pytest.approx(5e-3)
     assert json.loads((run / "metrics.json").read_text())["test_samples"] == 20
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+
+    # An ensemble needs the same test inputs; training-only augmentation may differ.
+    shifted, longer = tmp_path / "shifted", tmp_path / "longer"
+    shift = ("--task-option", "n_steps=8", "--task-option", "shift=1")
+    assert _train_nmnist(data, shifted, tmp_path / "cache", *shift) == 0
+    assert main(["evaluate", str(run), str(shifted), "--device", "cpu"]) == 0
+    assert _train_nmnist(data, longer, tmp_path / "cache", "--task-option", "n_steps=9") == 0
+    assert main(["evaluate", str(run), str(longer), "--device", "cpu"]) == 2
 
 
 def test_shd_class_count_comes_from_the_file_and_time_constants_scale_with_dt(tmp_path):

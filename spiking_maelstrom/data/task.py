@@ -27,6 +27,8 @@ class Task:
     fields that suit this data (e.g. a convolutional encoder and a smaller encoder learning rate
     for 2-D frames). ``front_end`` is the deterministic transform already applied to every split
     (e.g. ``BandBalance``): a deployment has to apply it to its own input frames too.
+    ``training_only`` names the options that change the training data alone (augmentation): tasks
+    that differ only in them have the same test inputs.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Task:
     train_defaults: dict[str, Any] = field(default_factory=dict)
     augment: Transform | None = None
     front_end: Transform | None = None
+    training_only: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
         """What re-creates this task and its input (JSON-able): name, options and front end."""
@@ -96,6 +99,10 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = int(round(fraction * len(dataset)))
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
+
+
+# The options of ``training_augmentation``: a recorded task's options that touch training data alone.
+AUGMENT_OPTIONS = ("shift", "jitter", "tilt", "mask", "stretch")
 
 
 def training_augmentation(
@@ -161,4 +168,5 @@ def recorded_task(
         train_defaults=dict(RECORDED_TRAIN_DEFAULTS),
         augment=Compose(tuple(augment)) if augment else None,
         front_end=front_end,
+        training_only=tuple(key for key in options if key in AUGMENT_OPTIONS),
     )
