@@ -46,9 +46,12 @@ def _zero_lr_grads(net, rule_name, task, window, penalty=0.0):
     return rule, x, y, logits
 
 
-@pytest.mark.parametrize("window", [30, 7])
-def test_local_rule_is_the_exact_gradient_through_the_synaptic_filter(tiny_task, window):
-    net = tiny_network(tiny_task, rule_feedback=False, features=("current",))
+@pytest.mark.parametrize(
+    ("window", "features", "readout"),
+    [(30, ("current",), "linear"), (7, ("current",), "linear"), (7, ("trace", "current"), "mlp")],
+)
+def test_local_rule_is_the_exact_gradient_through_the_synaptic_filter(tiny_task, window, features, readout):
+    net = tiny_network(tiny_task, rule_feedback=False, features=features, readout=readout)
     net = net.double()
     _zero_lr_grads(net, "local", tiny_task, window)
     got = [p.grad.clone() for p in net.encoder.parameters()]
@@ -61,15 +64,16 @@ def test_local_rule_is_the_exact_gradient_through_the_synaptic_filter(tiny_task,
     net.zero_grad()
     u = net.encoder(x.flatten(0, 1)).unflatten(0, x.shape[:2])
     m = net.maelstrom
-    i = torch.zeros_like(u[:, 0])
-    currents = []
+    i, trace = torch.zeros_like(u[:, 0]), torch.zeros_like(u[:, 0])
+    steps = []
     for t in range(x.shape[1]):
         if t % window == 0:
             i = i.detach()
         recurrent = spikes[:, t - 1] @ m.weight.T if t > 0 else 0.0
         i = m.alpha * i + u[:, t] + recurrent
-        currents.append(i)
-    logits = net.readout(torch.stack(currents, 1))
+        trace = net.trace_decay * trace + spikes[:, t]  # spikes are constants: so is the trace
+        steps.append(torch.cat([{"trace": trace, "current": i}[name] for name in features], -1))
+    logits = net.readout(torch.stack(steps, 1))
     sequence_loss(logits, y, step_weights(tiny_task.mask, len(y))).backward()
     want = [p.grad for p in net.encoder.parameters()]
     for a, b in zip(got, want, strict=True):
