@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .network import MaelstromNetwork, WindowOutput
+from .network import MaelstromNetwork, NetworkState, WindowOutput
 
 RULES = ("frozen", "dfa", "local")
 
@@ -209,20 +209,31 @@ def train_batch(
     total, all_logits = 0.0, []
     for start in range(0, steps, window):
         sl = slice(start, start + window)
-        out = network.run_window(
-            x[:, sl],
-            state,
-            encoder_grad=rule.trains_encoder,
-            feature_grad=rule.feature_grad,
-            keep_features=rule.feature_grad,
-        )
-        loss = sequence_loss(out.logits, targets, weights[:, sl])
-        loss.backward()
-        tensors, grads = rule.encoder_credit(network, out, targets, weights[:, sl], current_penalty)
-        if tensors:
-            torch.autograd.backward(tensors, grads)
-        total += float(loss.detach())
-        all_logits.append(out.logits.detach())
-        state = out.state
+        loss, logits, state = _train_window(network, rule, x[:, sl], state, targets, weights[:, sl], current_penalty)
+        total += loss
+        all_logits.append(logits)
     optimizer.step()
     return total, torch.cat(all_logits, 1)
+
+
+def _train_window(
+    network: MaelstromNetwork,
+    rule: EncoderRule,
+    x: Tensor,
+    state: NetworkState,
+    targets: Tensor,
+    weights: Tensor,
+    penalty: float,
+) -> tuple[float, Tensor, NetworkState]:
+    """One window's forward and backward passes: its loss, detached logits and final state. A
+    function of its own so that nothing else of the window (currents, features, their gradients)
+    is still held while the next one runs."""
+    out = network.run_window(
+        x, state, encoder_grad=rule.trains_encoder, feature_grad=rule.feature_grad, keep_features=rule.feature_grad
+    )
+    loss = sequence_loss(out.logits, targets, weights)
+    loss.backward()
+    tensors, grads = rule.encoder_credit(network, out, targets, weights, penalty)
+    if tensors:
+        torch.autograd.backward(tensors, grads)
+    return float(loss.detach()), out.logits.detach(), out.state
