@@ -12,10 +12,11 @@ credit comes from one of three rules, none of which differentiates spikes or the
   filter ``i_t = alpha * i_{t-1} + u_t``, into the current feature the readout reads: the loss's
   gradient with respect to that feature, run backwards through the filter (its adjoint).
 
-A sequence is processed in windows of ``window`` steps; each window's graph (encoder calls only) is
-freed by its own backward pass, so memory does not grow with the sequence length. Gradients add up
-over the windows and the optimiser steps once per batch. For ``local`` the filter's gradient is
-exact inside a window and truncated at its start (exact for ``window >= T``).
+A sequence is processed in windows of ``window`` steps; each window's graph (the encoder's and the
+readout's calls, never the maelstrom) is freed by its own backward passes, so memory does not grow
+with the sequence length. Gradients add up over the windows and the optimiser steps once per batch.
+For ``local`` the filter's gradient is exact inside a window and truncated at its start (exact for
+``window >= T``).
 
 Each window has two backward passes: the loss's, which trains the readout (and leaves the
 features' gradient where the local rule reads it), then the rule's credit, into the encoder.
