@@ -229,9 +229,7 @@ def _train_window(
     """One window's forward and backward passes: its loss, detached logits and final state. A
     function of its own so that nothing else of the window (currents, features, their gradients)
     is still held while the next one runs."""
-    out = network.run_window(
-        x, state, encoder_grad=rule.trains_encoder, feature_grad=rule.feature_grad, keep_features=rule.feature_grad
-    )
+    out = network.run_window(x, state, encoder_grad=rule.trains_encoder, feature_grad=rule.feature_grad)
     loss = sequence_loss(out.logits, targets, weights)
     loss.backward()
     tensors, grads = rule.encoder_credit(network, out, targets, weights, penalty)

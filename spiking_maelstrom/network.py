@@ -155,9 +155,10 @@ class MaelstromNetwork(nn.Module):
         """Run ``x [B, K, *input_shape]`` from ``state``.
 
         ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs.
-        ``feature_grad`` makes the readout's features a leaf that requires grad: after a backward
-        pass of the logits, ``features.grad`` holds the loss's gradient with respect to them (the
-        local rule's credit). Spikes and recurrence stay outside every graph.
+        ``feature_grad`` makes the readout's features a leaf that requires grad, returned as
+        ``features``: after a backward pass of the logits, ``features.grad`` holds the loss's
+        gradient with respect to them (the local rule's credit). Spikes and recurrence stay
+        outside every graph.
         """
         batch, steps = x.shape[:2]
         grad_ctx = nullcontext() if encoder_grad else torch.no_grad()
@@ -189,7 +190,7 @@ class MaelstromNetwork(nn.Module):
             currents=currents,
             spikes=spikes,
             state=NetworkState(neurons, probe.trace, feedback),
-            features=feats if keep_features else None,
+            features=feats if keep_features or feature_grad else None,
             head_inputs=heads if encoder_grad else None,
         )
 
