@@ -16,6 +16,12 @@ and read back at the end, so the peak is exact, however short it lasted. Where t
 be written, a background thread samples ``/proc/self/statm`` every millisecond instead (it can
 miss peaks shorter than that). ``PeakMemory.method`` names the way that was used; the scripts
 print it.
+
+Any device, tensors only: ``TensorPeak`` follows every tensor the measured code creates (a
+``TorchDispatchMode`` sees each operator's outputs, backward passes included; outputs that share
+storage with an input, i.e. views and in-place results, are not new) until its storage is freed,
+and keeps the peak of their sum. No allocator or heap enters it, so it shows whether a method's
+own tensors grow with T; it slows the code down, so it runs on an untimed batch.
 """
 
 from __future__ import annotations
@@ -31,11 +37,14 @@ import shlex
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from spiking_maelstrom.files import atomic_write
 
@@ -146,6 +155,36 @@ class PeakMemory:
             self._stop.set()
             self._thread.join()
             self.peak = max(self._sampled, _rss_bytes())
+
+
+class TensorPeak(TorchDispatchMode):
+    """Context manager: ``peak``, the most bytes held at once by tensors created inside it (each
+    storage counted once, from the operator that made it until it is freed), and ``live``, those
+    still held at the end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._held: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        given = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key in given or key in self._held or storage.nbytes() == 0:
+                continue
+            self._held[key] = storage.nbytes()
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key)
+        return out
+
+    def _release(self, key: int) -> None:
+        self.live -= self._held.pop(key, 0)
 
 
 def tensor_bytes(tensors: Iterator[torch.Tensor] | list[torch.Tensor]) -> int:

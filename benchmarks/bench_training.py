@@ -35,8 +35,10 @@ With ``--repeats R`` every method trains R epochs, in rounds that visit the meth
 the median counts: this machine's speed drifts by tens of percent within minutes. The
 input batch ``[B, T, 700]`` float32 is part of every method's peak: ``input MB`` gives its size,
 and ``data s`` / ``data MB`` the time and peak of one pass over the loader with no training. On
-the CPU the RSS also counts glibc's heap, which keeps freed per-step temporaries: run with
-``MALLOC_MMAP_THRESHOLD_=65536`` to see the tensors' own peak.
+the CPU the RSS also counts glibc's heap, which keeps freed per-step temporaries
+(``MALLOC_MMAP_THRESHOLD_=65536`` keeps less). The ``tensors MB`` column has neither: the most
+bytes held at once by the tensors one training batch creates (``_common.TensorPeak``, on one
+extra, untimed batch per method; the input batch is not counted), on any device.
 
 Part 2, accuracy after a fixed budget at ``--acc-steps``: every method trains ``--acc-epochs``
 epochs on ``--acc-train-samples`` samples (0: all), test accuracy after each epoch; with
@@ -62,7 +64,7 @@ import warnings
 from typing import Any
 
 import torch
-from _common import MB, PeakMemory, environment, markdown_report, print_environment, sync, write_json
+from _common import MB, PeakMemory, TensorPeak, environment, markdown_report, print_environment, sync, write_json
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
@@ -250,6 +252,17 @@ def run_epoch(
     }
 
 
+def tensor_peak(method: OursMethod | BPTTMethod, train: Dataset, args: argparse.Namespace, device: torch.device) -> int:
+    """The most bytes held at once by the tensors one training batch creates (``TensorPeak``: no
+    allocator, no data loader; the input batch itself is not counted), on an untimed batch."""
+    method.train()
+    x, y = next(iter(loader(train, args.batch, args.seed, 0)))
+    x, y = x.to(device), y.to(device)
+    with TensorPeak() as peak:
+        method.step(x, y)
+    return peak.peak
+
+
 def data_pass(data: DataLoader) -> float:
     """Seconds for one pass over the loader alone (reading and batching, no training)."""
     start = time.perf_counter()
@@ -280,6 +293,7 @@ def cost_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
                     runs[name].append(run_epoch(method, loader(train, args.batch, args.seed, 0), device))
                 peaks.setdefault(name, memory.delta)
                 print(f"T={steps} {name}: {runs[name][-1]['seconds']:.1f} s", file=sys.stderr, flush=True)
+        tensor_peaks = {name: tensor_peak(method, train, args, device) for name, method in methods.items()}
         for name in args.methods:
             seconds = sorted(r["seconds"] for r in runs[name])
             result = {**runs[name][0], "seconds": seconds[len(seconds) // 2], "seconds_all": seconds}
@@ -291,6 +305,7 @@ def cost_rows(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
                     **result,
                     "seconds_per_sample": result["seconds"] / max(1, result["samples"]),
                     "peak_mb": peaks[name] / MB,
+                    "tensor_peak_mb": tensor_peaks[name] / MB,
                     "input_batch_mb": input_mb,
                     "data_seconds": data_s,
                     "data_peak_mb": data_memory.delta / MB,
@@ -399,30 +414,34 @@ def main() -> None:
                 f"Cost of one epoch ({cost[0]['samples']} training samples; s/epoch: median of {args.repeats} "
                 "interleaved epochs, range: their fastest and slowest; x vs bptt: BPTT's value / this row's, "
                 ">1 = less than BPTT; peak MB: added by the first epoch, includes the input batch; "
-                "input MB: one input batch; data s, data MB: one pass over the loader alone, no training):"
+                "tensors MB: the most held at once by the tensors one batch creates, input batch excluded "
+                "(TensorPeak, no allocator); input MB: one input batch; data s, data MB: one pass over the "
+                "loader alone, no training):"
             )
             print()
-            header = ("T", "dt ms", "method", "s/epoch", "range s", "ms/sample", "peak MB", "input MB", "data s")
-            print("| " + " | ".join(header) + " | data MB | x time vs bptt | x memory vs bptt |")
-            print("|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+            header = ("T", "dt ms", "method", "s/epoch", "range s", "ms/sample", "peak MB", "tensors MB", "input MB")
+            print("| " + " | ".join(header) + " | data s | data MB | x time vs bptt | x memory vs bptt |")
+            print("|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for r in cost:
                 x_time = f"{r['x_time_vs_bptt']:.2f}" if "x_time_vs_bptt" in r else ""
                 x_mem = f"{r['x_memory_vs_bptt']:.2f}" if "x_memory_vs_bptt" in r else ""
                 print(
                     f"| {r['steps']} | {r['dt_ms']:g} | {r['method']} | {r['seconds']:.2f} | "
                     f"{r['seconds_all'][0]:.2f} to {r['seconds_all'][-1]:.2f} | {1000 * r['seconds_per_sample']:.1f} | "
-                    f"{r['peak_mb']:.0f} | {r['input_batch_mb']:.1f} | "
+                    f"{r['peak_mb']:.0f} | {r['tensor_peak_mb']:.1f} | {r['input_batch_mb']:.1f} | "
                     f"{r['data_seconds']:.2f} | {r['data_peak_mb']:.0f} | {x_time} | {x_mem} |"
                 )
             steps = list(dict.fromkeys(r["steps"] for r in cost))
             print()
-            print("Growth with T (s/epoch, peak MB):")
+            print("Growth with T (s/epoch, peak MB, tensors MB):")
             print()
             print("| method | " + " | ".join(f"T={t}" for t in steps) + " |")
             print("|---|" + "---:|" * len(steps))
             for name in args.methods:
                 cells = {
-                    r["steps"]: f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB" for r in cost if r["method"] == name
+                    r["steps"]: f"{r['seconds']:.2f} s, {r['peak_mb']:.0f} MB, {r['tensor_peak_mb']:.1f} MB"
+                    for r in cost
+                    if r["method"] == name
                 }
                 print(f"| {name} | " + " | ".join(cells.get(t, "") for t in steps) + " |")
         if accuracy:

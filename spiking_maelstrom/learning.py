@@ -51,6 +51,9 @@ class EncoderRule(nn.Module):
     def trains_encoder(self) -> bool:
         return self.name != "frozen"
 
+    def check(self, network: MaelstromNetwork) -> None:
+        """Refuse a network the rule cannot credit, before anything is computed."""
+
     def encoder_credit(
         self, network: MaelstromNetwork, out: WindowOutput, targets: Tensor, weights: Tensor, penalty: float
     ) -> Credit:
@@ -102,14 +105,16 @@ class LocalRule(EncoderRule):
     def __init__(self) -> None:
         super().__init__("local")
 
+    def check(self, network: MaelstromNetwork) -> None:
+        if "current" not in network.features:
+            raise ValueError(f"the local rule needs 'current' among the readout features, got {network.features}")
+
     def encoder_credit(
         self, network: MaelstromNetwork, out: WindowOutput, targets: Tensor, weights: Tensor, penalty: float
     ) -> Credit:
         """The currents' gradient: the loss's gradient with respect to the current feature (left
         by its backward pass in ``out.features.grad``) through the filter's adjoint, started
         afresh at the window; plus the penalty's."""
-        if "current" not in network.features:
-            raise ValueError(f"the local rule needs 'current' among the readout features, got {network.features}")
         n, k = network.maelstrom.n_neurons, network.features.index("current")
         credit = filter_adjoint(out.features.grad[..., k * n : (k + 1) * n], network.maelstrom.alpha)
         tensors, grads = super().encoder_credit(network, out, targets, weights, penalty)
@@ -203,6 +208,7 @@ def train_batch(
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
+    rule.check(network)
     batch, steps = x.shape[:2]
     weights = step_weights(mask, batch).to(x.device)
     state = network.init_state(batch)

@@ -83,6 +83,7 @@ class Trainer:
             raise ValueError("the ridge readout is closed-form and gives no error signal: use encoder rule 'frozen'")
         n_classes, n_neurons = network.n_classes, network.maelstrom.n_neurons
         self.rule = make_rule(config.encoder_rule, n_classes, n_neurons, seed=config.seed + 1).to(self.device)
+        self.rule.check(network)
         groups = [{"params": list(network.readout.parameters()), "lr": config.lr}]
         if self.rule.trains_encoder:
             groups.append({"params": list(network.encoder.parameters()), "lr": config.encoder_lr})

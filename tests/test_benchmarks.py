@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from .conftest import SHARED_DATA
 
@@ -59,3 +60,25 @@ def test_training_benchmark_runs_ours_and_bptt_and_writes_json_and_markdown(tmp_
     rows = payload["cost"]
     assert [(r["method"], r["samples"]) for r in rows] == [("ours-dfa-ff", 8), ("bptt", 8)]
     assert rows[1]["x_time_vs_bptt"] == 1.0
+    assert all(r["tensor_peak_mb"] > 0 for r in rows)
+
+
+def test_tensor_peak_counts_new_tensors_until_they_are_freed(monkeypatch):
+    """What bench_training reports as a method's tensors: views, in-place results and tensors made
+    before are not new; a freed tensor leaves the sum; the peak is the most held at once."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    from _common import TensorPeak
+
+    before = torch.ones(1000)
+    with TensorPeak() as peak:
+        a = before * 2  # 4,000 bytes
+        b = torch.zeros(2000)  # 8,000 more: 12,000 held
+        view = b[:10]
+        b.add_(1)
+        before.mul_(a)
+        del a  # 8,000 held
+        c = view + 1  # 40 more
+    assert peak.peak == 12_000
+    assert peak.live == 8_040
+    del b, view
+    assert peak.live == 40 and c.numel() == 10

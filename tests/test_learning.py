@@ -205,3 +205,4 @@ def test_the_local_rule_without_the_current_feature_is_refused(tiny_task):
     message = r"the local rule needs 'current' among the readout features, got \('trace',\)"
     with pytest.raises(ValueError, match=message):
         train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)
+    assert all(p.grad is None for p in net.parameters())  # refused before anything ran
