@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,6 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-# The options of ``training_augmentation``: a recorded task's options that touch training data alone.
-AUGMENT_OPTIONS = ("shift", "jitter", "tilt", "mask", "stretch")
-
-
 def training_augmentation(
     shift: int, jitter: float, tilt: float = 0.0, mask: int = 0, stretch: float = 0.0, seed: int = 0
 ) -> list[Transform]:
@@ -123,6 +120,10 @@ def training_augmentation(
     steps += [ChannelMask(mask, seed + 3)] if mask else []
     steps += [TimeStretch(stretch, seed + 4)] if stretch else []
     return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
+
+
+# The options of ``training_augmentation``: a recorded task's options that touch training data alone.
+AUGMENT_OPTIONS = tuple(name for name in inspect.signature(training_augmentation).parameters if name != "seed")
 
 
 # Measured on the real N-MNIST and FSDD subsets: the randman default encoder learning rate (3e-3)
