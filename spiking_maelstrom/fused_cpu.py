@@ -12,8 +12,10 @@ and close a feedback loop (``maelstrom.Feedback``): each step's input then takes
 affine readout of the step before. The loop's sums are its own (the readout's dot products may
 be reordered to vectorise), so with a loop the bits match the other backends' up to rounding.
 
-The rows of W^T are read dense while W is small enough to stay in cache (SIMD adds), and as CSR
-(only the synapses: a fifth of the memory traffic at 10 % density) beyond ``DENSE_ROWS_BYTES``.
+The rows of W^T are read as CSR (only the synapses), unless W is dense and small enough to stay
+in cache (:func:`dense_rows`): then as dense rows, with SIMD adds. The CSR's indices are read as
+unsigned integers: numba checks every signed index for wrap-around (Python's negative indices),
+which in the scatter of a CSR row cost a third of the kernel's time at N = 4000.
 """
 
 from __future__ import annotations
@@ -27,18 +29,30 @@ from torch import Tensor
 
 from .neuron import CubaLIFState
 
-# Measured on the 2-core EPYC (numba 0.68, float32, batch 64, 10 % density, 0 to 5 % firing): dense
-# rows were faster at N = 1000 and 2000 (4 and 16 MB), CSR rows at N = 4000 (64 MB; 4.1 against 6.4 ms).
 DENSE_ROWS_BYTES = 32 * 2**20
+DENSE_ROWS_DENSITY = 0.2
 PROBE_FEATURES = ("trace", "current", "voltage")
+
+
+def dense_rows(weight: Tensor, density: float) -> bool:
+    """Whether the kernel should read the rows of ``W^T`` dense rather than as CSR: when W fits in
+    ``DENSE_ROWS_BYTES`` and more than ``DENSE_ROWS_DENSITY`` of it is non-zero. Measured on the
+    2-core EPYC (numba 0.68, float32, batch 64, T 250, 1 to 3 % firing): at 10 % density CSR rows
+    took 0.019 against 0.019 to 0.029 s at N = 500, 0.063 against 0.064 s at N = 1000, 0.19 to
+    0.21 against 0.25 to 0.31 s at N = 2000, 0.52 against 1.05 s at N = 4000; at 30 % density
+    0.065 against 0.060 s (N = 1000) and 0.22 against 0.18 s (N = 2000); at 100 %, 0.11 against
+    0.065 s (N = 1000)."""
+    return weight.numel() * weight.element_size() <= DENSE_ROWS_BYTES and density > DENSE_ROWS_DENSITY
 
 
 def max_rate(weight: Tensor) -> float:
     """The fraction of neurons spiking in a step above which a CSR product of W (whose cost does
     not grow with the spikes) beats this kernel. Measured on the 2-core EPYC (batch 64, 10 %
-    density): about 17 % at N = 1000 (W of 4 MB, cache-resident rows), 9 % at N = 2000 and 10 %
-    at N = 8000 (CSR rows)."""
-    return 0.17 if weight.numel() * weight.element_size() <= 8 * 2**20 else 0.10
+    density, CSR rows; ms per step, kernel against product): N = 1000 0.52 / 0.61 at 15.6 %, 0.75 /
+    0.67 at 28.7 %; N = 2000 1.44 / 2.30 at 13.3 %, 2.78 / 1.83 at 25.7 %; N = 4000 6.87 / 10.45
+    at 18.2 %, 12.75 / 7.52 at 30.7 %; N = 8000 34.0 / 41.5 at 13.2 %, 68.6 / 40.6 at 19.3 %.
+    (With a feedback loop the two paths round differently: a changed threshold changes training.)"""
+    return 0.17 if weight.numel() * weight.element_size() <= 64 * 2**20 else 0.15
 
 
 @cache
@@ -171,7 +185,9 @@ def run_window(
     real = currents.numpy().dtype
     nothing = {d: np.empty((0,) * d, real) for d in (1, 2, 3)}  # what the kernel reads as "absent"
     rows = weights[0].numpy() if len(weights) == 1 else nothing[2]
-    csr = [w.numpy() for w in weights] if len(weights) == 3 else [np.empty(0, np.int32)] * 2 + [nothing[1]]
+    csr = [np.empty(0, np.uint32)] * 2 + [nothing[1]]
+    if len(weights) == 3:
+        csr = [_unsigned(weights[0].numpy()), _unsigned(weights[1].numpy()), weights[2].numpy()]
     v, i, z = (s.clone() for s in state)
     new_trace = trace[0].clone() if trace is not None else None
     slots = np.full(len(PROBE_FEATURES), -1, dtype=np.int64)
@@ -195,6 +211,11 @@ def run_window(
         *closed,
     )  # fmt: skip
     return CubaLIFState(v=v, i=i, z=z), new_trace, new_p
+
+
+def _unsigned(indices: np.ndarray) -> np.ndarray:
+    """Non-negative integers as the unsigned type of their size (the same bytes): no wrap-around check."""
+    return indices.view(np.dtype(indices.dtype.str.replace("i", "u")))
 
 
 def _check_shapes(

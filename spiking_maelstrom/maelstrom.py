@@ -414,11 +414,13 @@ class Maelstrom(nn.Module):
         return self._derive("sparse", self.weight, lambda: self._csr(self.weight))
 
     def _fused_weights(self) -> tuple[Tensor, ...]:
-        """The rows of W^T as the fused kernel reads them: dense while W fits ``DENSE_ROWS_BYTES``,
-        else CSR ``(indptr, indices, values)``; none without recurrence."""
+        """The rows of W^T as the fused kernel reads them: dense for a small, dense W
+        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` with int32 indices;
+        none without recurrence."""
         if not self.config.recurrent:
             return ()
-        if self.weight.numel() * self.weight.element_size() <= fused_cpu.DENSE_ROWS_BYTES:
+        density = self._derive("density", self.weight, lambda: torch.count_nonzero(self.weight) / self.weight.numel())
+        if fused_cpu.dense_rows(self.weight, float(density)):
             return (self.weight_t,)
         csr = self._derive("fused", self.weight, lambda: self._csr(self.weight_t.contiguous()))
         return (csr.crow_indices(), csr.col_indices(), csr.values())

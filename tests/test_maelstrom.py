@@ -214,8 +214,8 @@ def _run_in_two_parts(m: Maelstrom, currents: torch.Tensor, names: tuple[str, ..
 )
 def test_fused_kernel_gives_the_event_backends_bits(monkeypatch, dtype, potentials, rows, recurrent):
     """Spikes, state, features and trace, bit for bit, across calls (rounding matters in a chaotic net)."""
-    if rows == "csr":
-        monkeypatch.setattr(fused_cpu, "DENSE_ROWS_BYTES", 0)
+    # Which rows the kernel reads depends on W's size and density (``fused_cpu.dense_rows``): force each.
+    monkeypatch.setattr(fused_cpu, *(("DENSE_ROWS_BYTES", 0) if rows == "csr" else ("DENSE_ROWS_DENSITY", 0.0)))
     threshold, reset, leak = potentials
     config = MaelstromConfig(
         n_neurons=150, seed=2, v_threshold=threshold, v_reset=reset, v_leak=leak, recurrent=recurrent
@@ -233,6 +233,26 @@ def test_fused_kernel_gives_the_event_backends_bits(monkeypatch, dtype, potentia
         assert torch.equal(a, b), name
     assert torch.equal(features, got["event"][2])
     assert torch.equal(trace, got["event"][3])
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+def test_fused_kernel_reads_64_bit_csr_indices_like_32_bit_ones():
+    """W^T's CSR has 64-bit indices beyond 2**31 synapse slots (N > 46,000): the same spikes."""
+    m = Maelstrom(MaelstromConfig(n_neurons=120, seed=4))
+    csr = m._csr(m.weight_t.contiguous())
+    narrow = (csr.crow_indices(), csr.col_indices(), csr.values())
+    wide = (narrow[0].long(), narrow[1].long(), narrow[2])
+    currents = 1.5 * torch.rand(3, 40, 120, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for weights in (narrow, wide):
+        spikes = torch.zeros_like(currents)
+        state, _, _ = fused_cpu.run_window(
+            currents, m.init_state(3), weights, m.alpha, m.beta, 1.0 - m.beta, m.potentials, spikes
+        )
+        runs.append((spikes, state))
+    assert 0.02 < runs[0][0].mean() < 0.5
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
 
 
 def test_auto_runs_the_fused_kernel_on_the_cpu_and_the_event_product_without_numba(monkeypatch):
