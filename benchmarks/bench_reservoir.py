@@ -13,9 +13,10 @@ Implementations (``--peers`` picks the peers; ours are always run):
   per step), the event backend (``embedding_bag``: each sample sums the rows of W^T of the neurons
   that spiked), the sparse backend (W as a CSR matrix times the spikes), the fused backend (the
   event product and the neuron update in one compiled numba kernel per run, one sample per
-  thread; the rows of W^T read dense up to 32 MB of W, as CSR beyond), auto (what users get by
-  default: fused on the CPU) or the graph backend (the dense steps captured in CUDA graphs of 64
-  steps and replayed: no per-step Python or launch overhead).
+  thread; the rows of W^T read as CSR, dense only for a small and dense W: ``fused_cpu.dense_rows``),
+  auto (what users get by default: fused on the CPU, the sparse product on busy steps) or the
+  graph backend (the dense steps captured in CUDA graphs of 64 steps and replayed: no per-step
+  Python or launch overhead).
 - ``plain-loop``: the hand-written loop (per-step input projection and dense recurrent matmul,
   then ``cuba_lif_step``).
 - ``norse``: ``norse.torch.LIFRecurrent`` with our per-neuron time constants; the same dynamics.
