@@ -415,7 +415,7 @@ class Maelstrom(nn.Module):
 
     def _fused_weights(self) -> tuple[Tensor, ...]:
         """The rows of W^T as the fused kernel reads them: dense for a small, dense W
-        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` with int32 indices;
+        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` (``_csr``'s indices);
         none without recurrence."""
         if not self.config.recurrent:
             return ()
