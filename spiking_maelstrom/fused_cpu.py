@@ -86,6 +86,12 @@ def _kernel() -> Any:
 
     scores_of = compiled(affine, fastmath=True)
 
+    def into(source, out, start):
+        for k in range(source.shape[0]):
+            out[start + k] = source[k]
+
+    copy = compiled(into)
+
     def window(currents, rows, indptr, indices, values, alpha, beta, gain, potentials, v, i, z, trace, decay,
                features, slots, spikes, loop_weight, readout, readout_bias, prob, fed):  # fmt: skip
         batch, steps, n = currents.shape
@@ -120,23 +126,27 @@ def _kernel() -> Any:
                                 for p in range(indptr[j], indptr[j + 1]):
                                     acc[indices[p]] += values[p]
                 step_in = drive if closed else currents[b, t]
+                # One pass per array written: with fewer arrays per loop, LLVM can prove they do
+                # not overlap and vectorises each pass (one fused loop stayed scalar).
                 for k in range(n):
-                    ik = alpha[k] * ib[k] + (acc[k] + step_in[k])
-                    vk = beta[k] * vb[k] + gain[k] * (leak + ik)
+                    ib[k] = alpha[k] * ib[k] + (acc[k] + step_in[k])
+                for k in range(n):
+                    vk = beta[k] * vb[k] + gain[k] * (leak + ib[k])
                     spiked = vk > threshold
-                    ib[k] = ik
                     vb[k] = reset if spiked else vk
                     zb[k] = 1 if spiked else 0
-                    if keep_trace:
-                        trace[b, k] = trace[b, k] * decay + zb[k]
-                    if record:
-                        spikes[b, t, k] = zb[k]
-                    if slots[0] >= 0:
-                        features[b, t, slots[0] + k] = trace[b, k]
-                    if slots[1] >= 0:
-                        features[b, t, slots[1] + k] = ik
-                    if slots[2] >= 0:
-                        features[b, t, slots[2] + k] = vb[k]
+                if keep_trace:
+                    tb = trace[b]
+                    for k in range(n):
+                        tb[k] = tb[k] * decay + zb[k]
+                if record:
+                    copy(zb, spikes[b, t], 0)
+                if slots[0] >= 0:
+                    copy(trace[b], features[b, t], slots[0])
+                if slots[1] >= 0:
+                    copy(ib, features[b, t], slots[1])
+                if slots[2] >= 0:
+                    copy(vb, features[b, t], slots[2])
                 if closed:
                     # the readout's scores of this step's features, then their softmax: the next p
                     scores_of(features[b, t], readout, readout_bias, scores)
