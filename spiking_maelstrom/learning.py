@@ -115,6 +115,7 @@ class LocalRule(EncoderRule):
         """The currents' gradient: the loss's gradient with respect to the current feature (left
         by its backward pass in ``out.features.grad``) through the filter's adjoint, started
         afresh at the window; plus the penalty's."""
+        self.check(network)
         n, k = network.maelstrom.n_neurons, network.features.index("current")
         credit = filter_adjoint(out.features.grad[..., k * n : (k + 1) * n], network.maelstrom.alpha)
         tensors, grads = super().encoder_credit(network, out, targets, weights, penalty)

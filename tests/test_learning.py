@@ -206,3 +206,6 @@ def test_the_local_rule_without_the_current_feature_is_refused(tiny_task):
     with pytest.raises(ValueError, match=message):
         train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=7)
     assert all(p.grad is None for p in net.parameters())  # refused before anything ran
+    out = net.run_window(x[:, :7], net.init_state(x.shape[0]), encoder_grad=True, feature_grad=True)
+    with pytest.raises(ValueError, match=message):  # also when the credit is asked for directly
+        rule.encoder_credit(net, out, y, torch.ones(x.shape[0], 7), 0.0)
