@@ -10,7 +10,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,8 @@ from . import fused, fused_cpu
 from .connectivity import draw_connectivity
 from .device import resolve_device
 from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
+
+Derived = TypeVar("Derived")
 
 PROBE_FEATURES = fused_cpu.PROBE_FEATURES
 
@@ -385,7 +387,7 @@ class Maelstrom(nn.Module):
             return torch.sparse.mm(self.sparse_weight, z.T).T.add(current)
         return torch.addmm(current, z, self.weight_t)
 
-    def _derive(self, name: str, source: Tensor, build: Callable[[], Tensor]) -> Tensor:
+    def _derive(self, name: str, source: Tensor, build: Callable[[], Derived]) -> Derived:
         """``build()``, kept while the buffer ``source`` it comes from is unchanged (the CSR copies
         of W, the fused kernel's ``1 - beta``)."""
         key = (source.data_ptr(), source._version, source.device, source.dtype)
@@ -415,15 +417,14 @@ class Maelstrom(nn.Module):
 
     def _fused_weights(self) -> tuple[Tensor, ...]:
         """The rows of W^T as the fused kernel reads them: dense for a small, dense W
-        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` (``_csr``'s indices);
+        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` (``fused_cpu.csr_rows``);
         none without recurrence."""
         if not self.config.recurrent:
             return ()
         density = self._derive("density", self.weight, lambda: torch.count_nonzero(self.weight) / self.weight.numel())
         if fused_cpu.dense_rows(self.weight, float(density)):
             return (self.weight_t,)
-        csr = self._derive("fused", self.weight, lambda: self._csr(self.weight_t.contiguous()))
-        return (csr.crow_indices(), csr.col_indices(), csr.values())
+        return self._derive("fused", self.weight, lambda: fused_cpu.csr_rows(self._csr(self.weight_t.contiguous())))
 
     def _run_fused(
         self,

@@ -236,23 +236,27 @@ def test_fused_kernel_gives_the_event_backends_bits(monkeypatch, dtype, potentia
 
 
 @pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
-def test_fused_kernel_reads_64_bit_csr_indices_like_32_bit_ones():
-    """W^T's CSR has 64-bit indices beyond 2**31 synapse slots (N > 46,000): the same spikes."""
+def test_fused_kernel_reads_16_32_and_64_bit_csr_indices_alike():
+    """The kernel's CSR has 16-bit column indices up to N = 65,536 (``csr_rows``), 32-bit ones
+    beyond, and 64-bit ones beyond 2**31 synapse slots (N > 46,000): the same spikes."""
     m = Maelstrom(MaelstromConfig(n_neurons=120, seed=4))
     csr = m._csr(m.weight_t.contiguous())
-    narrow = (csr.crow_indices(), csr.col_indices(), csr.values())
-    wide = (narrow[0].long(), narrow[1].long(), narrow[2])
+    plain = (csr.crow_indices(), csr.col_indices(), csr.values())
+    short = m._fused_weights()
+    assert short[1].dtype == torch.uint16 and torch.equal(short[1].int(), plain[1])
+    wide = (plain[0].long(), plain[1].long(), plain[2])
     currents = 1.5 * torch.rand(3, 40, 120, generator=torch.Generator().manual_seed(0))
     runs = []
-    for weights in (narrow, wide):
+    for weights in (plain, short, wide):
         spikes = torch.zeros_like(currents)
         state, _, _ = fused_cpu.run_window(
             currents, m.init_state(3), weights, m.alpha, m.beta, 1.0 - m.beta, m.potentials, spikes
         )
         runs.append((spikes, state))
     assert 0.02 < runs[0][0].mean() < 0.5
-    assert torch.equal(runs[0][0], runs[1][0])
-    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+    for spikes, state in runs[1:]:
+        assert torch.equal(runs[0][0], spikes)
+        assert all(torch.equal(a, b) for a, b in zip(runs[0][1], state, strict=True))
 
 
 def test_auto_runs_the_fused_kernel_on_the_cpu_and_the_event_product_without_numba(monkeypatch):
