@@ -51,7 +51,8 @@ def max_rate(weight: Tensor) -> float:
     not grow with the spikes) beats this kernel. Measured on the 2-core EPYC (batch 64, 10 %
     density, CSR rows; ms per step, kernel against product): N = 1000 0.52 / 0.61 at 15.6 %, 0.75 /
     0.67 at 28.7 %; N = 2000 1.44 / 2.30 at 13.3 %, 2.78 / 1.83 at 25.7 %; N = 4000 6.87 / 10.45
-    at 18.2 %, 12.75 / 7.52 at 30.7 %; N = 8000 34.0 / 41.5 at 13.2 %, 68.6 / 40.6 at 19.3 %.
+    at 18.2 %, 12.75 / 7.52 at 30.7 %; N = 8000 34.0 / 41.5 at 13.2 %, 68.6 / 40.6 at 19.3 %; with
+    16-bit indices (:func:`csr_rows`), N = 8000, 32.0 / 33.7 at 13.2 %, 35.4 / 30.8 at 16.5 %.
     (With a feedback loop the two paths round differently: a changed threshold changes training.)"""
     return 0.17 if weight.numel() * weight.element_size() <= 64 * 2**20 else 0.15
 
@@ -191,14 +192,14 @@ def run_window(
     """Run ``currents [B, K, N]`` from ``state``; returns the new state, trace and feedback.
 
     ``weights`` is ``(W^T,)`` for dense rows, ``(indptr, indices, values)`` of W^T as CSR (indices of
-    any integer type, as :func:`csr_rows` makes them), or ``()`` without recurrence. ``gain`` is ``1 - beta`` and ``potentials`` ``[v_threshold,
-    v_reset, v_leak]``, all in the state's dtype. ``spikes [B, K, N]`` is written when given;
-    ``trace = (trace [B, N], decay)`` is carried along; ``features = (out [B, K, F], names)``
-    writes the named features (``PROBE_FEATURES``) side by side, each N wide, every step.
-    ``loop = (weight [C, N], readout [C, F], bias [C], p [B, C], fed [B, K, C])`` closes a
-    feedback loop: each step's input is ``currents_t + p weight``, ``fed`` records that step's
-    ``p``, and ``p`` becomes the softmax of ``readout features_t + bias``.
-    The input state, trace and ``p`` are left as they are.
+    any integer type, as :func:`csr_rows` makes them), or ``()`` without recurrence. ``gain`` is
+    ``1 - beta`` and ``potentials`` ``[v_threshold, v_reset, v_leak]``, all in the state's dtype.
+    ``spikes [B, K, N]`` is written when given; ``trace = (trace [B, N], decay)`` is carried
+    along; ``features = (out [B, K, F], names)`` writes the named features (``PROBE_FEATURES``)
+    side by side, each N wide, every step. ``loop = (weight [C, N], readout [C, F], bias [C],
+    p [B, C], fed [B, K, C])`` closes a feedback loop: each step's input is ``currents_t + p
+    weight``, ``fed`` records that step's ``p``, and ``p`` becomes the softmax of ``readout
+    features_t + bias``. The input state, trace and ``p`` are left as they are.
     """
     import numba
 
