@@ -60,8 +60,8 @@ def max_rate(weight: Tensor) -> float:
 def csr_rows(csr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """A CSR matrix ``[rows, N]`` as the kernel reads it, ``(indptr, indices, values)``, its column
     indices in 16 bits when ``N <= 2**16``: 6 bytes per synapse instead of 8, which counts when the
-    rows no longer fit in cache (N = 8000, 10 % density: 7.7 to 8.1 against 8.9 to 9.0 s per
-    batch of 64 x 250 steps; the same at N = 4000)."""
+    rows no longer fit in cache (measured, 10 % density, batch 64 x 250 steps, spikes recorded:
+    N = 8000 7.7 to 8.1 against 8.9 to 9.0 s with 32-bit indices; N = 4000 the same)."""
     indices = csr.col_indices()
     if csr.shape[1] <= 2**16:
         indices = torch.from_numpy(indices.numpy().astype(np.uint16))
