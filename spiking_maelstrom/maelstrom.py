@@ -421,8 +421,9 @@ class Maelstrom(nn.Module):
         none without recurrence."""
         if not self.config.recurrent:
             return ()
-        density = self._derive("density", self.weight, lambda: torch.count_nonzero(self.weight) / self.weight.numel())
-        if fused_cpu.dense_rows(self.weight, float(density)):
+        weight = self.weight
+        density = self._derive("density", weight, lambda: float(torch.count_nonzero(weight)) / weight.numel())
+        if fused_cpu.dense_rows(self.weight, density):
             return (self.weight_t,)
         return self._derive("fused", self.weight, lambda: fused_cpu.csr_rows(self._csr(self.weight_t.contiguous())))
 
