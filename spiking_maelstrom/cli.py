@@ -28,7 +28,7 @@ from .files import write_json
 from .learning import RULES
 from .maelstrom import MaelstromConfig
 from .network import ENCODERS, FEATURES, READOUTS, NetworkConfig, build_network, network_config_for
-from .plots import plot_accuracy, plot_raster
+from .plots import plot_accuracy, plot_raster, plot_test
 from .trainer import LR_SCHEDULES, TrainConfig, Trainer, evaluate_network, load_network, train_and_score
 
 CHECKPOINT = "checkpoint.pt"
@@ -212,7 +212,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--dataset", choices=TASKS, help="task to score on (default: the run's own)")
     evaluate.add_argument("--data-dir", type=Path, help="data root for recorded data sets")
-    evaluate.add_argument("--json", type=Path, help="also write the result to this JSON file")
+    evaluate.add_argument(
+        "--json",
+        type=Path,
+        help="also write the result to this JSON file, with the confusion matrix and the accuracy over time",
+    )
+    evaluate.add_argument(
+        "--plot",
+        type=Path,
+        help="also write a PNG of the confusion matrix and of the accuracy of the decision so far at each step",
+    )
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     export = sub.add_parser(
@@ -358,6 +367,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     )
     if trainer.history:
         plot_accuracy(trainer.history, out / "accuracy.png", title=f"{task.name}, encoder rule {trainer.rule.name}")
+    plot_test(test["confusion"], test["accuracy_over_time"], task.dt, out / "test.png", title=f"{task.name} test")
     last = trainer.history[-1] if trainer.history else {}
     metrics = {
         "dataset": task.name,
@@ -376,6 +386,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(device),
         "seed": trainer.config.seed,
         "spike_rate_hz": float(sample.spikes.mean()) / maelstrom.dt,
+        "test_confusion": test["confusion"],
+        "test_accuracy_over_time": test["accuracy_over_time"],
         "history": trainer.history,
     }
     folds: list[dict[str, Any]] = []
@@ -488,9 +500,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": time.perf_counter() - start,
         "checkpoint": paths[0] if len(paths) == 1 else paths,
     }
-    print(json.dumps(result, indent=2))
+    details = ("confusion", "accuracy_over_time")
+    print(json.dumps({k: v for k, v in result.items() if k not in details}, indent=2))
     if args.json is not None:
         write_json(args.json, result)
+    if args.plot is not None:
+        plot_test(result["confusion"], result["accuracy_over_time"], task.dt, args.plot, title=f"{name} test")
     return result
 
 

@@ -185,6 +185,13 @@ def decision_scores(logits: Tensor, mask: Tensor) -> Tensor:
     return (torch.log_softmax(logits, -1) * weights[..., None]).sum(1)
 
 
+def running_scores(logits: Tensor, mask: Tensor) -> Tensor:
+    """Class scores ``[B, T, C]`` of the decision as it stands after each step: the running
+    mask-weighted sum of per-step log-probabilities (an online readout can answer at any step)."""
+    weights = mask.to(logits.dtype).expand(logits.shape[:2])
+    return (torch.log_softmax(logits, -1) * weights[..., None]).cumsum(1)
+
+
 def predict(logits: Tensor, mask: Tensor) -> Tensor:
     """Class per sample: the mask-weighted sum of per-step log-probabilities, maximised."""
     return decision_scores(logits, mask).argmax(-1)

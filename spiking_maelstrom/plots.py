@@ -1,4 +1,4 @@
-"""PNG plots a person would rather look at than read: learning curves and spike rasters."""
+"""PNG plots a person would rather look at than read: learning curves, test results and spike rasters."""
 
 from __future__ import annotations
 
@@ -41,6 +41,39 @@ def plot_accuracy(history: list[dict[str, Any]], path: str | Path, title: str = 
     ax_loss.grid(alpha=0.3)
     for ax in (ax_acc, ax_loss):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_test(
+    confusion: list[list[int]], accuracy_over_time: list[float | None], dt: float, path: str | Path, title: str = ""
+) -> Path:
+    """A test result (``trainer.evaluate_network``'s): the confusion matrix, and the accuracy of
+    the online decision as it stands at each step, against time into the sample."""
+    counts = torch.tensor(confusion)
+    n = counts.shape[0]
+    fig, (ax_c, ax_t) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    ax_c.imshow(counts.numpy(), cmap="Blues")
+    if n <= 20:  # counts written in the cells while they stay legible
+        half = int(counts.max()) / 2
+        for row, col in torch.nonzero(counts).tolist():
+            value = int(counts[row, col])
+            colour = "white" if value > half else "black"
+            ax_c.text(col, row, value, ha="center", va="center", fontsize=7, color=colour)
+    ax_c.set(xlabel="decided class", ylabel="true class", title=title or "confusion")
+    for axis in (ax_c.xaxis, ax_c.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
+    times = [(t + 1) * dt * 1e3 for t, a in enumerate(accuracy_over_time) if a is not None]
+    ax_t.plot(times, [a for a in accuracy_over_time if a is not None], color="k", lw=1.5)
+    ax_t.axhline(1.0 / n, color="tab:gray", ls="--", lw=1, label="chance")
+    ax_t.set(
+        xlabel="time into the sample (ms)",
+        ylabel="accuracy",
+        ylim=(0, 1.02),
+        title="decision so far (online readout)",
+    )
+    ax_t.grid(alpha=0.3)
+    ax_t.legend(loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 

@@ -16,7 +16,16 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
 from .ensemble import Ensemble
-from .learning import RULES, decision_scores, make_rule, predict, sequence_loss, step_weights, train_batch
+from .learning import (
+    RULES,
+    decision_scores,
+    make_rule,
+    predict,
+    running_scores,
+    sequence_loss,
+    step_weights,
+    train_batch,
+)
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .readouts import LinearReadout, RidgeReadout
 
@@ -238,26 +247,44 @@ def evaluate_network(
     batch_size: int = 64,
     keep_scores: bool = False,
 ) -> dict[str, Any]:
-    """Accuracy and mean loss of ``network`` (or an ensemble) over ``dataset`` (decision:
-    ``learning.predict``); with ``keep_scores`` also each sample's ``scores`` ``[n, C]``
-    (``learning.decision_scores``) and ``labels``."""
+    """Accuracy, mean loss and sample count over ``dataset`` (decision: ``learning.predict``),
+    the ``confusion`` matrix (rows: true class, columns: decided class) and the
+    ``accuracy_over_time``: at each step, the accuracy of the decision as it stands then (None
+    before the first step the mask scores). With ``keep_scores`` also each sample's ``scores``
+    ``[n, C]`` (``learning.decision_scores``) and ``labels``."""
     network.eval()
     device = next(network.buffers()).device
     mask = mask.to(device)
     correct, loss, samples, scores, labels = 0, 0.0, 0, [], []
+    confusion = torch.zeros(network.n_classes, network.n_classes, dtype=torch.long)
+    correct_over_time = None
     for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
         logits = network(x).logits
         loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
         batch_scores = decision_scores(logits, mask)
-        correct += int((batch_scores.argmax(-1) == y).sum())
+        decided = batch_scores.argmax(-1)
+        correct += int((decided == y).sum())
         samples += x.shape[0]
+        confusion += (
+            torch.bincount(y * network.n_classes + decided, minlength=confusion.numel()).view_as(confusion).cpu()
+        )
+        right = (running_scores(logits, mask).argmax(-1) == y[:, None]).sum(0).cpu()
+        correct_over_time = right if correct_over_time is None else correct_over_time + right
         if keep_scores:
             scores.append(batch_scores.cpu())
             labels.append(y.cpu())
     if samples == 0:
         raise ValueError("cannot evaluate on an empty data set")
-    result: dict[str, Any] = {"accuracy": correct / samples, "loss": loss / samples, "samples": samples}
+    scored = mask.reshape(-1, mask.shape[-1]).any(0).cumsum(0).cpu() > 0
+    over_time = [c / samples if s else None for c, s in zip(correct_over_time.tolist(), scored.tolist(), strict=True)]
+    result: dict[str, Any] = {
+        "accuracy": correct / samples,
+        "loss": loss / samples,
+        "samples": samples,
+        "confusion": confusion.tolist(),
+        "accuracy_over_time": over_time,
+    }
     if keep_scores:
         result.update(scores=torch.cat(scores), labels=torch.cat(labels))
     return result

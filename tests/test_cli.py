@@ -34,7 +34,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     run = tmp_path / "run"
     assert _train(run, "--encoder-rule", "local", "--seed", "3") == 0
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "metrics.json", "checkpoint.pt", "accuracy.png", "raster.png"} <= names
+    assert {"config.json", "metrics.json", "checkpoint.pt", "accuracy.png", "raster.png", "test.png"} <= names
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("test_accuracy", "train_seconds", "epochs", "neurons", "encoder_rule", "device"):
         assert key in metrics
@@ -42,7 +42,9 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_samples"] == 20
     config = json.loads((run / "config.json").read_text())
     assert config["network"]["maelstrom"]["seed"] == 3 and config["task"]["options"]["n_channels"] == 30
-    assert (run / "raster.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sum(map(sum, metrics["test_confusion"])) == 20 and len(metrics["test_accuracy_over_time"]) == 25
+    for png in ("raster.png", "test.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_scores_the_run_and_writes_json(tmp_path, capsys):
@@ -50,13 +52,15 @@ def test_evaluate_scores_the_run_and_writes_json(tmp_path, capsys):
     _train(run)
     trained = json.loads((run / "metrics.json").read_text())
     capsys.readouterr()
-    assert (
-        main(["evaluate", str(run), "--dataset", "randman", "--json", str(tmp_path / "e.json"), "--device", "cpu"]) == 0
-    )
+    args = ["--json", str(tmp_path / "e.json"), "--plot", str(tmp_path / "e.png"), "--device", "cpu"]
+    assert main(["evaluate", str(run), "--dataset", "randman", *args]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((tmp_path / "e.json").read_text())
     assert printed["accuracy"] == written["accuracy"] == trained["test_accuracy"]
     assert written["samples"] == 20
+    assert written["confusion"] == trained["test_confusion"] and "confusion" not in printed
+    assert written["accuracy_over_time"] == trained["test_accuracy_over_time"]
+    assert (tmp_path / "e.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_continues_to_more_epochs(tmp_path):

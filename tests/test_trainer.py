@@ -130,3 +130,23 @@ def test_ridge_initialised_linear_readout_reproduces_the_ridge_fit(tiny_task):
     assert torch.allclose(linear.network(x).logits, ridge.network(x).logits, atol=1e-4)
     with pytest.raises(ValueError, match="readout_init"):
         TrainConfig(readout_init="zeros")
+
+
+def test_evaluation_gives_the_confusion_and_the_decision_at_every_step(tiny_task):
+    trainer = _trainer(tiny_task, epochs=1)
+    trainer.fit()
+    result = trainer.evaluate(tiny_task.test)
+    confusion = torch.tensor(result["confusion"])
+    assert confusion.shape == (tiny_task.n_classes, tiny_task.n_classes)
+    assert int(confusion.sum()) == result["samples"] == len(tiny_task.test)
+    assert int(confusion.trace()) == round(result["accuracy"] * result["samples"])
+    labels = torch.tensor([tiny_task.test[i][1] for i in range(len(tiny_task.test))])
+    assert confusion.sum(1).tolist() == torch.bincount(labels, minlength=tiny_task.n_classes).tolist()
+    over_time = result["accuracy_over_time"]
+    assert len(over_time) == tiny_task.mask.shape[0] and over_time[-1] == result["accuracy"]
+
+    late = torch.zeros_like(tiny_task.mask)
+    late[5:] = True  # a readout window that opens at step 5: no decision before it
+    masked = trainer_module.evaluate_network(trainer.network, tiny_task.test, late)
+    assert masked["accuracy_over_time"][:5] == [None] * 5
+    assert all(0.0 <= a <= 1.0 for a in masked["accuracy_over_time"][5:])
