@@ -159,6 +159,14 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.current_penalty,
         help="L2 penalty on a trained encoder's currents; keeps the maelstrom out of saturation",
     )
+    train.add_argument(
+        "--current-target",
+        type=float,
+        metavar="R",
+        help="hold a trained encoder's current energy at R times its initial level: the penalty's weight becomes "
+        "P (E / E0 - R) with P the --current-penalty, so it also grows currents that fall (keeps local from "
+        "starving the maelstrom)",
+    )
     _add_folds(train, "also cross-validate the same settings on the training files: K more trainings")
     train.add_argument(
         "--members",
@@ -308,6 +316,11 @@ def _check_train_args(args: argparse.Namespace) -> None:
         raise CLIError("--readout ridge is fitted in closed form: use it with --encoder-rule frozen")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise CLIError(f"--data-dir {args.data_dir} is not a directory")
+    if args.current_target is not None and (args.current_penalty <= 0 or args.encoder_rule == "frozen"):
+        raise CLIError(
+            f"--current-target {args.current_target} holds a trained encoder's currents: "
+            "give --current-penalty > 0 (its gain) and --encoder-rule dfa or local"
+        )
     if args.members < 1 or (args.members > 1 and not args.folds):
         raise CLIError(f"--members {args.members}: give a count >= 1, and more than 1 only with --folds")
 
@@ -336,6 +349,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             encoder_lr=args.encoder_lr if args.encoder_lr is not None else encoder_lr,
             window=args.window,
             current_penalty=args.current_penalty,
+            current_target=args.current_target,
             encoder_rule=args.encoder_rule,
             seed=args.seed,
             lr_schedule=args.lr_schedule,

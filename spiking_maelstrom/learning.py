@@ -139,6 +139,42 @@ def penalty_on_currents(currents: Tensor, weights: Tensor, penalty: float) -> Te
     return penalty * (currents.pow(2).mean(-1) * weights.to(currents.dtype)).sum()
 
 
+class CurrentHomeostasis(nn.Module):
+    """Holds a trained encoder's drive at ``target`` times its initial level.
+
+    The current penalty's weight becomes ``penalty * (E / E_0 - target)``: ``E`` is a running
+    average (``momentum``) of the batches' current energy (:func:`penalty_on_currents` with weight
+    1, the mask-weighted mean of ``u^2``), ``E_0`` the first batch's. Above the target the
+    penalty shrinks the currents as the plain one does; below it, it grows them. So the encoder
+    can neither run the maelstrom away nor starve it: with the plain penalty (0.001) the ``local``
+    rule drove fsdd-shd's maelstrom from 8 to 1 Hz, as its credit never sees the spikes.
+    Its state is buffers, saved with a checkpoint, so a resumed run goes on as one would have.
+    """
+
+    def __init__(self, target: float, momentum: float = 0.1) -> None:
+        super().__init__()
+        if not target > 0 or not 0 < momentum <= 1:
+            raise ValueError(f"homeostasis needs target > 0 and momentum in (0, 1], got {target}, {momentum}")
+        self.target = target
+        self.momentum = momentum
+        self.register_buffer("initial", torch.tensor(float("nan"), dtype=torch.float64))
+        self.register_buffer("energy", torch.tensor(float("nan"), dtype=torch.float64))
+
+    def weight(self, penalty: float) -> float:
+        """The current penalty's weight for the next batch (0 before the first batch is seen)."""
+        if torch.isnan(self.initial):
+            return 0.0
+        return penalty * (float(self.energy / self.initial) - self.target)
+
+    def observe(self, energy: float) -> None:
+        """Take a batch's current energy into the running average."""
+        if torch.isnan(self.initial):
+            self.initial.fill_(energy)
+            self.energy.fill_(energy)
+        else:
+            self.energy.lerp_(torch.tensor(energy, dtype=torch.float64), self.momentum)
+
+
 def _gram_current_penalty(a: Tensor, layer: nn.Linear, weights: Tensor, penalty: float) -> Tensor:
     """:func:`penalty_on_currents` of ``u = layer(a)`` for head inputs ``a [B, K, D]``, expanded as
     ``sum_t w_t (a_t' W'W a_t + 2 b'W a_t + b'b)``: no ``[B, K, N]`` tensor in its graph."""
@@ -206,13 +242,15 @@ def train_batch(
     mask: Tensor,
     window: int = 25,
     current_penalty: float = 0.0,
+    homeostasis: CurrentHomeostasis | None = None,
 ) -> tuple[float, Tensor]:
     """One online pass over a batch ``x [B, T, ...]``; returns the loss and the logits ``[B, T, C]``.
 
     ``current_penalty`` adds ``penalty * mean(u^2)`` over a trained encoder's currents ``u``: the
     classification loss alone keeps growing the currents (the readout's feature normalisation
     absorbs the scale), which drives the maelstrom into saturation; measured on N-MNIST, ``|u|``
-    grew 8x in 5 epochs and test accuracy fell from 70% to 22% without it.
+    grew 8x in 5 epochs and test accuracy fell from 70% to 22% without it. With ``homeostasis``
+    the penalty's weight is set by it, and the batch's current energy is given to it.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -221,13 +259,19 @@ def train_batch(
     weights = step_weights(mask, batch).to(x.device)
     state = network.init_state(batch)
     optimizer.zero_grad(set_to_none=True)
-    total, all_logits = 0.0, []
+    penalty = current_penalty if homeostasis is None else homeostasis.weight(current_penalty)
+    total, energy, all_logits = 0.0, 0.0, []
     for start in range(0, steps, window):
         sl = slice(start, start + window)
-        loss, logits, state = _train_window(network, rule, x[:, sl], state, targets, weights[:, sl], current_penalty)
+        loss, logits, state, window_energy = _train_window(
+            network, rule, x[:, sl], state, targets, weights[:, sl], penalty, homeostasis is not None
+        )
         total += loss
+        energy += window_energy
         all_logits.append(logits)
     optimizer.step()
+    if homeostasis is not None:
+        homeostasis.observe(energy)
     return total, torch.cat(all_logits, 1)
 
 
@@ -239,14 +283,16 @@ def _train_window(
     targets: Tensor,
     weights: Tensor,
     penalty: float,
-) -> tuple[float, Tensor, NetworkState]:
-    """One window's forward and backward passes: its loss, detached logits and final state. A
-    function of its own so that nothing else of the window (currents, features, their gradients)
-    is still held while the next one runs."""
+    measure: bool = False,
+) -> tuple[float, Tensor, NetworkState, float]:
+    """One window's forward and backward passes: its loss, detached logits, final state and (with
+    ``measure``, else 0) the currents' energy. A function of its own so that nothing else of the
+    window (currents, features, their gradients) is still held while the next one runs."""
     out = network.run_window(x, state, encoder_grad=rule.trains_encoder, feature_grad=rule.feature_grad)
     loss = sequence_loss(out.logits, targets, weights)
     loss.backward()
     tensors, grads = rule.encoder_credit(network, out, targets, weights, penalty)
     if tensors:
         torch.autograd.backward(tensors, grads)
-    return float(loss.detach()), out.logits.detach(), out.state
+    energy = float(penalty_on_currents(out.currents.detach(), weights, 1.0)) if measure else 0.0
+    return float(loss.detach()), out.logits.detach(), out.state, energy

@@ -18,6 +18,7 @@ from .data.task import augmented
 from .ensemble import Ensemble
 from .learning import (
     RULES,
+    CurrentHomeostasis,
     decision_scores,
     make_rule,
     predict,
@@ -37,7 +38,9 @@ class TrainConfig:
     """How to train: ``window`` is the number of steps per backward pass (see ``learning``);
     ``readout_init="ridge"`` starts a linear readout from the closed-form ridge fit on the
     untrained network (one extra pass), so training refines the classic LSM solution.
-    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``).
+    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``);
+    with ``current_target`` R it is the gain of a control that holds their energy at R times its
+    initial level instead (``learning.CurrentHomeostasis``).
     ``lr_schedule="cosine"`` lowers both learning rates batch by batch along a half cosine, from
     ``lr`` / ``encoder_lr`` at the first batch towards 0 after the last batch of ``epochs``."""
 
@@ -48,6 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     window: int = 25
     current_penalty: float = 0.0
+    current_target: float | None = None
     encoder_rule: str = "dfa"
     readout_init: str = "random"
     val_fraction: float = 0.1
@@ -70,6 +74,15 @@ class TrainConfig:
             or self.current_penalty < 0
         ):
             raise ValueError(f"invalid training settings: {self}")
+        if self.current_target is not None:
+            if not self.current_target > 0:
+                raise ValueError(f"current_target must be > 0, got {self.current_target}")
+            if not self.current_penalty > 0 or self.encoder_rule == "frozen":
+                raise ValueError(
+                    "current_target holds a trained encoder's currents: it needs current_penalty > 0 (the gain) "
+                    f"and a rule that trains the encoder, got current_penalty={self.current_penalty}, "
+                    f"encoder_rule={self.encoder_rule!r}"
+                )
 
 
 class Trainer:
@@ -93,6 +106,8 @@ class Trainer:
         n_classes, n_neurons = network.n_classes, network.maelstrom.n_neurons
         self.rule = make_rule(config.encoder_rule, n_classes, n_neurons, seed=config.seed + 1).to(self.device)
         self.rule.check(network)
+        target = config.current_target
+        self.homeostasis = None if target is None else CurrentHomeostasis(target).to(self.device)
         groups = [{"params": list(network.readout.parameters()), "lr": config.lr}]
         if self.rule.trains_encoder:
             groups.append({"params": list(network.encoder.parameters()), "lr": config.encoder_lr})
@@ -143,6 +158,7 @@ class Trainer:
                     self.mask,
                     self.config.window,
                     self.config.current_penalty,
+                    self.homeostasis,
                 )
                 total += batch_loss * len(y)
                 correct += int((predict(logits, self.mask) == y).sum())
@@ -210,6 +226,7 @@ class Trainer:
             "task": self.task.record(),
             "model": self.network.state_dict(),
             "rule": self.rule.state_dict(),
+            "homeostasis": self.homeostasis.state_dict() if self.homeostasis is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "epoch": self.epoch,
             "history": self.history,
@@ -231,6 +248,8 @@ class Trainer:
         config = TrainConfig(**{**payload["train_config"], **overrides})
         trainer = cls(network, task, config, progress=progress)
         trainer.rule.load_state_dict(payload["rule"])
+        if trainer.homeostasis is not None and payload.get("homeostasis") is not None:
+            trainer.homeostasis.load_state_dict(payload["homeostasis"])
         if trainer.optimizer is not None and payload["optimizer"] is not None:
             trainer.optimizer.load_state_dict(payload["optimizer"])
         trainer.epoch = payload["epoch"]

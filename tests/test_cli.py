@@ -89,6 +89,8 @@ def test_ridge_baseline_run(tmp_path):
         (["train", "--device", "cuda:7"], "cuda"),
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
         (["train", "--members", "3"], "more than 1 only with --folds"),
+        (["train", "--current-target", "1"], "give --current-penalty > 0"),
+        (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
     ],
 )
 def test_bad_arguments_get_a_one_line_error(args, message, capsys, tmp_path):

@@ -209,3 +209,32 @@ def test_the_local_rule_without_the_current_feature_is_refused(tiny_task):
     out = net.run_window(x[:, :7], net.init_state(x.shape[0]), encoder_grad=True, feature_grad=True)
     with pytest.raises(ValueError, match=message):  # also when the credit is asked for directly
         rule.encoder_credit(net, out, y, torch.ones(x.shape[0], 7), 0.0)
+
+
+def test_homeostasis_weights_the_penalty_by_the_distance_to_its_target():
+    control = learning.CurrentHomeostasis(target=2.0, momentum=0.5)
+    assert control.weight(0.1) == 0.0  # nothing seen yet: no penalty
+    control.observe(4.0)
+    assert control.weight(0.1) == pytest.approx(0.1 * (1.0 - 2.0))  # below target: the currents grow
+    control.observe(20.0)  # running energy 12 = 3x the first batch's
+    assert control.weight(0.1) == pytest.approx(0.1 * (3.0 - 2.0))
+    for bad in (dict(target=0.0), dict(target=1.0, momentum=0.0)):
+        with pytest.raises(ValueError, match="homeostasis"):
+            learning.CurrentHomeostasis(**bad)
+
+
+@pytest.mark.parametrize(("target", "gain", "batches"), [(0.25, 10.0, 40), (4.0, 1.0, 12)])
+def test_homeostasis_drives_the_encoders_current_energy_towards_its_target(tiny_task, target, gain, batches):
+    net = tiny_network(tiny_task, rule_feedback=False)
+    rule = make_rule("local", net.n_classes, net.maelstrom.n_neurons)
+    optimizer = torch.optim.Adam(list(net.readout.parameters()) + list(net.encoder.parameters()), lr=3e-2)
+    control = learning.CurrentHomeostasis(target)
+    x, y = _batch(tiny_task, 16)
+    ratios = []
+    for _ in range(batches):
+        train_batch(net, rule, optimizer, x, y, tiny_task.mask, window=10, current_penalty=gain, homeostasis=control)
+        ratios.append(float(control.energy / control.initial))
+    if target < 1:
+        assert ratios[-1] < 0.5, ratios  # shrunk towards a quarter of the initial energy
+    else:
+        assert max(ratios) > 2.0, ratios  # grown towards four times it

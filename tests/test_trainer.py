@@ -150,3 +150,24 @@ def test_evaluation_gives_the_confusion_and_the_decision_at_every_step(tiny_task
     masked = trainer_module.evaluate_network(trainer.network, tiny_task.test, late)
     assert masked["accuracy_over_time"][:5] == [None] * 5
     assert all(0.0 <= a <= 1.0 for a in masked["accuracy_over_time"][5:])
+
+
+def test_current_homeostasis_is_checkpointed_and_resumes_on_course(tiny_task, tmp_path):
+    config = TrainConfig(
+        epochs=2, batch_size=16, window=10, encoder_rule="local", current_penalty=0.5, current_target=2.0
+    )
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight.fit()
+    assert straight.homeostasis.weight(1.0) != 0.0  # it has seen the batches
+    first = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    first.train_epoch()
+    first.save(tmp_path / "c.pt")
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    assert torch.equal(second.homeostasis.energy, first.homeostasis.energy)
+    second.fit()
+    assert torch.allclose(second.homeostasis.energy, straight.homeostasis.energy)
+    for name, value in straight.network.state_dict().items():
+        assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+    for rule, target, penalty in (("dfa", 0.0, 0.1), ("dfa", 1.0, 0.0), ("frozen", 1.0, 0.1)):
+        with pytest.raises(ValueError, match="current_target"):
+            TrainConfig(encoder_rule=rule, current_target=target, current_penalty=penalty)
