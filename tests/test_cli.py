@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.cli import main
 
 TINY = [
@@ -69,6 +70,15 @@ def test_resume_continues_to_more_epochs(tmp_path):
     assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet", "--device", "cpu"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+
+
+def test_current_target_reaches_the_trainer_and_its_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run, "--encoder-rule", "local", "--current-penalty", "0.1", "--current-target", "2") == 0
+    config = json.loads((run / "config.json").read_text())["training"]
+    assert config["current_target"] == 2.0 and config["current_penalty"] == 0.1
+    saved = load_checkpoint(run / "checkpoint.pt")["homeostasis"]
+    assert saved["initial"] > 0 and saved["energy"] > 0  # it measured the batches
 
 
 def test_ridge_baseline_run(tmp_path):
