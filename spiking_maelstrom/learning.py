@@ -160,11 +160,15 @@ class CurrentHomeostasis(nn.Module):
         self.register_buffer("initial", torch.tensor(float("nan"), dtype=torch.float64))
         self.register_buffer("energy", torch.tensor(float("nan"), dtype=torch.float64))
 
+    def ratio(self) -> float:
+        """The running current energy over the first batch's (NaN before the first batch)."""
+        return float(self.energy / self.initial)
+
     def weight(self, penalty: float) -> float:
         """The current penalty's weight for the next batch (0 before the first batch is seen)."""
         if torch.isnan(self.initial):
             return 0.0
-        return penalty * (float(self.energy / self.initial) - self.target)
+        return penalty * (self.ratio() - self.target)
 
     def observe(self, energy: float) -> None:
         """Take a batch's current energy into the running average."""

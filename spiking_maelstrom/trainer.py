@@ -173,6 +173,8 @@ class Trainer:
         record = {"epoch": self.epoch, "train_loss": loss, "train_accuracy": accuracy, "seconds": seconds}
         if len(self.val_set):
             record["val_accuracy"] = self.evaluate(self.val_set)["accuracy"]
+        if self.homeostasis is not None:
+            record["current_energy"] = self.homeostasis.ratio()
         self.history.append(record)
         return record
 

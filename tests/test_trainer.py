@@ -159,6 +159,7 @@ def test_current_homeostasis_is_checkpointed_and_resumes_on_course(tiny_task, tm
     straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
     straight.fit()
     assert straight.homeostasis.weight(1.0) != 0.0  # it has seen the batches
+    assert straight.history[-1]["current_energy"] == straight.homeostasis.ratio()
     first = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
     first.train_epoch()
     first.save(tmp_path / "c.pt")
