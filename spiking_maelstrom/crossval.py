@@ -76,10 +76,13 @@ def cross_validate(
     groups = dataset_groups(task.train, group_by) if group_by else None
     scores, held = [], []
     splits = fold_indices(len(task.train), folds, seed, groups)
-    for train_idx, held_idx in tqdm(splits, desc="cross-validation", disable=not progress or None):
+    for k, (train_idx, held_idx) in enumerate(tqdm(splits, desc="cross-validation", disable=not progress or None)):
         fold = replace(task, train=Subset(task.train, train_idx), test=Subset(task.train, held_idx))
         scores.append(float(run(fold)))
         held.append(sorted({str(g) for g in groups[held_idx]}) if groups is not None else len(held_idx))
+        if progress:  # a fold can take many minutes: its result as soon as it is known
+            what = f"{group_by} {', '.join(held[-1])}" if groups is not None else f"{held[-1]} samples"
+            tqdm.write(f"fold {k + 1}/{folds} (held out: {what}): accuracy {scores[-1]:.4f}")
     return {
         "folds": folds,
         "group_by": group_by,

@@ -51,7 +51,7 @@ def test_impossible_folds_are_refused(call, message):
         call()
 
 
-def test_speakers_are_the_groups_of_an_shd_task(tmp_path):
+def test_speakers_are_the_groups_of_an_shd_task(tmp_path, capsys):
     write_fixture(tmp_path / "shd_train.h5", n_samples=10)
     write_fixture(tmp_path / "shd_test.h5", n_samples=4)
     task = load_task("shd", tmp_path, progress=False, cache_dir=tmp_path / "cache", n_steps=20)
@@ -59,6 +59,9 @@ def test_speakers_are_the_groups_of_an_shd_task(tmp_path):
     result = cross_validate(task, lambda fold: len(fold.test) / len(fold.train), folds=5, group_by="speaker")
     assert sorted(h[0] for h in result["held_out"]) == ["0", "1", "2", "3", "4"]
     assert result["accuracy"] == [2 / 8] * 5
+    lines = capsys.readouterr().out.splitlines()  # each fold's result as it ends
+    assert [line.split(" (")[0] for line in lines] == [f"fold {k}/5" for k in range(1, 6)]
+    assert all("(held out: speaker " in line and line.endswith("accuracy 0.2500") for line in lines)
     with pytest.raises(ValueError, match="no 'speaker' groups to hold out \\(it has: none\\)"):
         dataset_groups(load_task("randman", train_per_class=2, test_per_class=1).train, "speaker")
 
