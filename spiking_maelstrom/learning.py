@@ -218,18 +218,17 @@ def sequence_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
     return (ce * weights.to(ce.dtype)).sum()
 
 
+def masked_log_probs(logits: Tensor, mask: Tensor) -> Tensor:
+    """Per-step log-probabilities ``[B, T, C]`` weighted by the readout mask: their sum over time
+    is the decision (:func:`decision_scores`), their running sum the decision so far."""
+    weights = mask.to(logits.dtype).expand(logits.shape[:2])
+    return torch.log_softmax(logits, -1) * weights[..., None]
+
+
 def decision_scores(logits: Tensor, mask: Tensor) -> Tensor:
     """Class scores per sample ``[B, C]``: the mask-weighted sum of per-step log-probabilities.
     An ensemble's decision is the argmax of its members' scores added."""
-    weights = mask.to(logits.dtype).expand(logits.shape[:2])
-    return (torch.log_softmax(logits, -1) * weights[..., None]).sum(1)
-
-
-def running_scores(logits: Tensor, mask: Tensor) -> Tensor:
-    """Class scores ``[B, T, C]`` of the decision as it stands after each step: the running
-    mask-weighted sum of per-step log-probabilities (an online readout can answer at any step)."""
-    weights = mask.to(logits.dtype).expand(logits.shape[:2])
-    return (torch.log_softmax(logits, -1) * weights[..., None]).cumsum(1)
+    return masked_log_probs(logits, mask).sum(1)
 
 
 def predict(logits: Tensor, mask: Tensor) -> Tensor:

@@ -19,10 +19,9 @@ from .ensemble import Ensemble
 from .learning import (
     RULES,
     CurrentHomeostasis,
-    decision_scores,
     make_rule,
+    masked_log_probs,
     predict,
-    running_scores,
     sequence_loss,
     step_weights,
     train_batch,
@@ -283,14 +282,15 @@ def evaluate_network(
         x, y = x.to(device), y.to(device)
         logits = network(x).logits
         loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
-        batch_scores = decision_scores(logits, mask)
+        log_probs = masked_log_probs(logits, mask)
+        batch_scores = log_probs.sum(1)  # learning.decision_scores
         decided = batch_scores.argmax(-1)
         correct += int((decided == y).sum())
         samples += x.shape[0]
         confusion += (
             torch.bincount(y * network.n_classes + decided, minlength=confusion.numel()).view_as(confusion).cpu()
         )
-        right = (running_scores(logits, mask).argmax(-1) == y[:, None]).sum(0).cpu()
+        right = (log_probs.cumsum(1).argmax(-1) == y[:, None]).sum(0).cpu()
         correct_over_time = right if correct_over_time is None else correct_over_time + right
         if keep_scores:
             scores.append(batch_scores.cpu())
