@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.lr_schedule,
         help="both learning rates over the run: constant, or a half cosine down to 0 after the last epoch",
     )
+    train.add_argument(
+        "--weight-decay",
+        type=float,
+        default=TrainConfig.weight_decay,
+        help="L2 penalty on the readout's and the encoder's weights (Adam's weight_decay)",
+    )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, default=0, help="seed of the maelstrom, initial weights and shuffling")
@@ -312,6 +318,8 @@ def _check_train_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value < (0 if name == "epochs" else 1):
             raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.weight_decay < 0:
+        raise CLIError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.readout == "ridge" and args.encoder_rule != "frozen":
         raise CLIError("--readout ridge is fitted in closed form: use it with --encoder-rule frozen")
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -347,6 +355,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             batch_size=args.batch_size,
             lr=args.lr,
             encoder_lr=args.encoder_lr if args.encoder_lr is not None else encoder_lr,
+            weight_decay=args.weight_decay,
             window=args.window,
             current_penalty=args.current_penalty,
             current_target=args.current_target,

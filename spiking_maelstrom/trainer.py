@@ -69,6 +69,7 @@ class TrainConfig:
             or self.batch_size < 1
             or self.lr <= 0
             or self.encoder_lr <= 0
+            or self.weight_decay < 0
             or self.window < 1
             or self.current_penalty < 0
         ):

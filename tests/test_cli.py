@@ -81,6 +81,17 @@ def test_current_target_reaches_the_trainer_and_its_checkpoint(tmp_path):
     assert saved["initial"] > 0 and saved["energy"] > 0  # it measured the batches
 
 
+def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights(tmp_path):
+    norms = {}
+    for decay in ("0", "10"):
+        run = tmp_path / decay
+        assert _train(run, "--weight-decay", decay, "--epochs", "3") == 0
+        assert json.loads((run / "config.json").read_text())["training"]["weight_decay"] == float(decay)
+        weights = load_checkpoint(run / "checkpoint.pt")["model"]
+        norms[decay] = float(weights["readout.1.weight"].norm())
+    assert norms["10"] < 0.9 * norms["0"]
+
+
 def test_ridge_baseline_run(tmp_path):
     run = tmp_path / "ridge"
     assert _train(run, "--readout", "ridge", "--encoder-rule", "frozen") == 0
@@ -99,6 +110,7 @@ def test_ridge_baseline_run(tmp_path):
         (["train", "--device", "cuda:7"], "cuda"),
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
         (["train", "--members", "3"], "more than 1 only with --folds"),
+        (["train", "--weight-decay", "-1"], "--weight-decay must be >= 0"),
         (["train", "--current-target", "1"], "give --current-penalty > 0"),
         (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
     ],
