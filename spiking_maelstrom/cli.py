@@ -129,6 +129,13 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainConfig.weight_decay,
         help="L2 penalty on the readout's and the encoder's weights (Adam's weight_decay)",
     )
+    train.add_argument(
+        "--weight-average",
+        type=float,
+        metavar="D",
+        help="evaluate and save an exponential moving average of the trained weights (decay D per batch after a "
+        "warm-up: min(D, (1 + n) / (10 + n)) at batch n) instead of the last batch's",
+    )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     train.add_argument("--seed", type=int, default=0, help="seed of the maelstrom, initial weights and shuffling")
@@ -320,6 +327,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
             raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.weight_decay < 0:
         raise CLIError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.weight_average is not None and not 0 < args.weight_average < 1:
+        raise CLIError(f"--weight-average is a decay per batch in (0, 1), got {args.weight_average}")
+    if args.weight_average is not None and args.readout == "ridge":
+        raise CLIError("--weight-average averages batches' weights: the ridge readout is fitted once")
     if args.readout == "ridge" and args.encoder_rule != "frozen":
         raise CLIError("--readout ridge is fitted in closed form: use it with --encoder-rule frozen")
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -362,6 +373,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
             encoder_rule=args.encoder_rule,
             seed=args.seed,
             lr_schedule=args.lr_schedule,
+            weight_average=args.weight_average,
         )
         trainer = Trainer(network, task, config, progress=progress)
     write_json(
@@ -379,7 +391,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         trainer.save(checkpoint)
     test = trainer.evaluate(task.test)
     x, _ = task.test[0]
-    sample = trainer.network(x[None].to(device), record=True)
+    with trainer.averaged() as network:
+        sample = network(x[None].to(device), record=True)
     maelstrom = trainer.network.maelstrom
     plot_raster(
         sample.spikes[0],

@@ -179,6 +179,57 @@ class CurrentHomeostasis(nn.Module):
             self.energy.lerp_(torch.tensor(energy, dtype=torch.float64), self.momentum)
 
 
+class WeightAverage(nn.Module):
+    """An exponential moving average of a network's trained weights: the network to evaluate.
+
+    After each batch every tracked tensor ``w`` moves its average by ``a <- a + (1 - d_n)(w - a)``
+    with ``d_n = min(decay, (1 + n) / (10 + n))`` at the ``n``-th update (the warm-up of
+    TensorFlow's ``ExponentialMovingAverage``: early averages forget the random start quickly,
+    and until ``d_n`` reaches ``decay`` the average spans about the last tenth of the run).
+    Tracked are the parameters that train (the readout's, and the encoder's when its rule trains
+    it) and the readout's floating-point buffers (its feature statistics), so the averaged
+    readout and its normalisation stay a pair. Training itself never sees the average: a run
+    with it makes the same updates as one without. Its state is buffers, saved with a checkpoint.
+    """
+
+    def __init__(self, network: MaelstromNetwork, decay: float) -> None:
+        super().__init__()
+        if not 0 < decay < 1:
+            raise ValueError(f"the weight average's decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        tracked = self.tracked(network)
+        self.names = list(tracked)
+        for i, tensor in enumerate(tracked.values()):
+            self.register_buffer(f"average_{i}", tensor.detach().clone())
+        self.register_buffer("updates", torch.tensor(0, dtype=torch.int64))
+
+    @staticmethod
+    def tracked(network: MaelstromNetwork) -> dict[str, Tensor]:
+        """The network's tensors that are averaged, by their names in its ``state_dict``."""
+        tracked = {name: p for name, p in network.named_parameters() if p.requires_grad}
+        buffers = network.readout.named_buffers(prefix="readout")
+        tracked.update({name: b for name, b in buffers if b.is_floating_point()})
+        return tracked
+
+    def averages(self) -> dict[str, Tensor]:
+        """The averaged tensors by their names in the network's ``state_dict``."""
+        return {name: getattr(self, f"average_{i}") for i, name in enumerate(self.names)}
+
+    @torch.no_grad()
+    def update(self, network: MaelstromNetwork) -> None:
+        """Move the averages towards the network's tensors as they are now (call after each step)."""
+        self.updates += 1
+        n = int(self.updates)
+        weight = 1.0 - min(self.decay, (1 + n) / (10 + n))
+        tracked = self.tracked(network)
+        for name, average in self.averages().items():
+            average.lerp_(tracked[name].detach(), weight)
+
+    def state_of(self, network: MaelstromNetwork) -> dict[str, Tensor]:
+        """``network.state_dict()`` with the averages in place of the tracked tensors."""
+        return {**network.state_dict(), **self.averages()}
+
+
 def _gram_current_penalty(a: Tensor, layer: nn.Linear, weights: Tensor, penalty: float) -> Tensor:
     """:func:`penalty_on_currents` of ``u = layer(a)`` for head inputs ``a [B, K, D]``, expanded as
     ``sum_t w_t (a_t' W'W a_t + 2 b'W a_t + b'b)``: no ``[B, K, N]`` tensor in its graph."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from .ensemble import Ensemble
 from .learning import (
     RULES,
     CurrentHomeostasis,
+    WeightAverage,
     make_rule,
     masked_log_probs,
     predict,
@@ -41,7 +44,9 @@ class TrainConfig:
     with ``current_target`` R it is the gain of a control that holds their energy at R times its
     initial level instead (``learning.CurrentHomeostasis``).
     ``lr_schedule="cosine"`` lowers both learning rates batch by batch along a half cosine, from
-    ``lr`` / ``encoder_lr`` at the first batch towards 0 after the last batch of ``epochs``."""
+    ``lr`` / ``encoder_lr`` at the first batch towards 0 after the last batch of ``epochs``.
+    ``weight_average`` D evaluates and saves an exponential moving average of the trained weights
+    (decay D per batch, after a warm-up; ``learning.WeightAverage``) instead of the last ones."""
 
     epochs: int = 4
     batch_size: int = 32
@@ -56,6 +61,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     lr_schedule: str = "constant"
+    weight_average: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
@@ -74,6 +80,8 @@ class TrainConfig:
             or self.current_penalty < 0
         ):
             raise ValueError(f"invalid training settings: {self}")
+        if self.weight_average is not None and not 0 < self.weight_average < 1:
+            raise ValueError(f"weight_average is a decay per batch in (0, 1), got {self.weight_average}")
         if self.current_target is not None:
             if not self.current_target > 0:
                 raise ValueError(f"current_target must be > 0, got {self.current_target}")
@@ -103,6 +111,8 @@ class Trainer:
         self.ridge = isinstance(network.readout, RidgeReadout)
         if self.ridge and config.encoder_rule != "frozen":
             raise ValueError("the ridge readout is closed-form and gives no error signal: use encoder rule 'frozen'")
+        if self.ridge and config.weight_average is not None:
+            raise ValueError("the ridge readout is fitted once: there are no batches' weights to average")
         n_classes, n_neurons = network.n_classes, network.maelstrom.n_neurons
         self.rule = make_rule(config.encoder_rule, n_classes, n_neurons, seed=config.seed + 1).to(self.device)
         self.rule.check(network)
@@ -114,6 +124,8 @@ class Trainer:
         else:
             network.encoder.requires_grad_(False)
         groups = [g for g in groups if g["params"]]
+        average = config.weight_average
+        self.average = None if average is None else WeightAverage(network, average).to(self.device)
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
         self._base_lrs = [g["lr"] for g in groups]
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
@@ -160,6 +172,8 @@ class Trainer:
                     self.config.current_penalty,
                     self.homeostasis,
                 )
+                if self.average is not None:
+                    self.average.update(self.network)
                 total += batch_loss * len(y)
                 correct += int((predict(logits, self.mask) == y).sum())
                 samples += len(y)
@@ -217,8 +231,23 @@ class Trainer:
         return self.history
 
     def evaluate(self, dataset: Dataset) -> dict[str, Any]:
-        """Accuracy, mean loss and sample count over ``dataset``."""
-        return evaluate_network(self.network, dataset, self.task.mask, self.config.batch_size)
+        """Accuracy, mean loss and sample count over ``dataset`` (with the averaged weights, if any)."""
+        with self.averaged() as network:
+            return evaluate_network(network, dataset, self.task.mask, self.config.batch_size)
+
+    @contextmanager
+    def averaged(self) -> Iterator[MaelstromNetwork]:
+        """The network as it is evaluated and saved for inference: with ``weight_average``, its
+        averaged weights in place, and the live ones restored afterwards."""
+        if self.average is None:
+            yield self.network
+            return
+        live = {name: t.detach().clone() for name, t in self.average.tracked(self.network).items()}
+        self.network.load_state_dict(self.average.averages(), strict=False)
+        try:
+            yield self.network
+        finally:
+            self.network.load_state_dict(live, strict=False)
 
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild and resume this run."""
@@ -226,7 +255,10 @@ class Trainer:
             "network_config": self.network.config.to_dict(),
             "train_config": asdict(self.config),
             "task": self.task.record(),
-            "model": self.network.state_dict(),
+            # What inference loads (``load_network``); with an average, training resumes from "live_model".
+            "model": self.network.state_dict() if self.average is None else self.average.state_of(self.network),
+            "live_model": None if self.average is None else self.network.state_dict(),
+            "weight_average": None if self.average is None else self.average.state_dict(),
             "rule": self.rule.state_dict(),
             "homeostasis": self.homeostasis.state_dict() if self.homeostasis is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
@@ -250,6 +282,9 @@ class Trainer:
         config = TrainConfig(**{**payload["train_config"], **overrides})
         trainer = cls(network, task, config, progress=progress)
         trainer.rule.load_state_dict(payload["rule"])
+        if trainer.average is not None and payload.get("weight_average") is not None:
+            network.load_state_dict(payload["live_model"])
+            trainer.average.load_state_dict(payload["weight_average"])
         if trainer.homeostasis is not None and payload.get("homeostasis") is not None:
             trainer.homeostasis.load_state_dict(payload["homeostasis"])
         if trainer.optimizer is not None and payload["optimizer"] is not None:
@@ -336,8 +371,10 @@ def train_and_score(
         training = replace(train_config, val_fraction=0.0, seed=train_config.seed + k)
         trainers.append(Trainer(build_network(config, device), task, training, False))
         trainers[-1].fit()
-    model = trainers[0].network if members == 1 else Ensemble([t.network for t in trainers])
-    return evaluate_network(model, task.test, task.mask, train_config.batch_size, keep_scores=True)
+    with ExitStack() as stack:
+        networks = [stack.enter_context(t.averaged()) for t in trainers]
+        model = networks[0] if members == 1 else Ensemble(networks)
+        return evaluate_network(model, task.test, task.mask, train_config.batch_size, keep_scores=True)
 
 
 def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:

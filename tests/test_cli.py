@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.cli import main
@@ -92,6 +93,18 @@ def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights(tmp_path):
     assert norms["10"] < 0.9 * norms["0"]
 
 
+def test_weight_average_is_what_the_run_scores_and_saves(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--weight-average", "0.9", "--epochs", "2") == 0
+    assert json.loads((run / "config.json").read_text())["training"]["weight_average"] == 0.9
+    saved = load_checkpoint(run / "checkpoint.pt")
+    assert not torch.equal(saved["model"]["readout.1.weight"], saved["live_model"]["readout.1.weight"])
+    trained = json.loads((run / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == trained["test_accuracy"]
+
+
 def test_ridge_baseline_run(tmp_path):
     run = tmp_path / "ridge"
     assert _train(run, "--readout", "ridge", "--encoder-rule", "frozen") == 0
@@ -111,6 +124,8 @@ def test_ridge_baseline_run(tmp_path):
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
         (["train", "--members", "3"], "more than 1 only with --folds"),
         (["train", "--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["train", "--weight-average", "1.5"], "--weight-average is a decay per batch in (0, 1)"),
+        (["train", "--readout", "ridge", "--encoder-rule", "frozen", "--weight-average", "0.9"], "fitted once"),
         (["train", "--current-target", "1"], "give --current-penalty > 0"),
         (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
     ],

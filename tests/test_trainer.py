@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -172,3 +173,52 @@ def test_current_homeostasis_is_checkpointed_and_resumes_on_course(tiny_task, tm
     for rule, target, penalty in (("dfa", 0.0, 0.1), ("dfa", 1.0, 0.0), ("frozen", 1.0, 0.1)):
         with pytest.raises(ValueError, match="current_target"):
             TrainConfig(encoder_rule=rule, current_target=target, current_penalty=penalty)
+
+
+def test_weight_average_follows_its_warm_up_formula(tiny_task):
+    network = tiny_network(tiny_task)
+    average = trainer_module.WeightAverage(network, decay=0.5)
+    weight = network.readout[1].weight
+    expected = weight.detach().clone()
+    for n in range(1, 12):
+        with torch.no_grad():
+            weight.add_(1.0)
+        average.update(network)
+        expected += (1 - min(0.5, (1 + n) / (10 + n))) * (weight.detach() - expected)
+        assert torch.allclose(average.averages()["readout.1.weight"], expected), n
+    assert "readout.0.mean" in average.names and "readout.0.initialised" not in average.names
+    assert any(n.startswith("encoder.") for n in average.names), "the dfa-trained encoder is averaged"
+    with pytest.raises(ValueError, match="decay"):
+        trainer_module.WeightAverage(network, decay=1.0)
+
+
+def test_weight_average_is_evaluated_and_saved_but_never_trained_on(tiny_task, tmp_path):
+    config = dict(epochs=2, batch_size=16, encoder_rule="dfa", window=10)
+    plain = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config), progress=False)
+    plain.fit()
+    averaged = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config, weight_average=0.9), progress=False)
+    averaged.fit(tmp_path / "c.pt")
+    for name, value in plain.network.state_dict().items():  # the same updates: training never sees it
+        assert torch.equal(value, averaged.network.state_dict()[name]), name
+    result = averaged.evaluate(tiny_task.test)
+    live = trainer_module.evaluate_network(averaged.network, tiny_task.test, tiny_task.mask, 16)
+    assert result["loss"] != live["loss"]
+    restored = load_network(tmp_path / "c.pt")  # what evaluate and export load
+    assert trainer_module.evaluate_network(restored, tiny_task.test, tiny_task.mask, 16) == result
+    with pytest.raises(ValueError, match="weight_average"):
+        TrainConfig(weight_average=0.0)
+
+
+def test_weight_average_resumes_on_course(tiny_task, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=16, encoder_rule="local", window=10, weight_average=0.9)
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight.fit()
+    first = Trainer(tiny_network(tiny_task), tiny_task, replace(config, epochs=1), progress=False)
+    first.fit(tmp_path / "c.pt")
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False, epochs=2)
+    assert torch.equal(second.average.updates, first.average.updates)
+    second.fit()
+    for name, value in straight.network.state_dict().items():
+        assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+    for name, value in straight.average.averages().items():
+        assert torch.allclose(value, second.average.averages()[name], atol=1e-6), name
