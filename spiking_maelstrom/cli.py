@@ -133,8 +133,8 @@ def _parser() -> argparse.ArgumentParser:
         "--weight-average",
         type=float,
         metavar="D",
-        help="evaluate and save an exponential moving average of the trained weights (decay D per batch after a "
-        "warm-up: min(D, (1 + n) / (10 + n)) at batch n) instead of the last batch's",
+        help="evaluate and save an exponential moving average of the trained weights instead of the last "
+        "batch's: from the first batch's, with decay min(D, (1 + n) / (10 + n)) at the n-th batch after it",
     )
     train.add_argument("--window", type=int, default=TrainConfig.window, help="steps per backward pass")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

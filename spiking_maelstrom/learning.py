@@ -182,10 +182,11 @@ class CurrentHomeostasis(nn.Module):
 class WeightAverage(nn.Module):
     """An exponential moving average of a network's trained weights: the network to evaluate.
 
-    After each batch every tracked tensor ``w`` moves its average by ``a <- a + (1 - d_n)(w - a)``
-    with ``d_n = min(decay, (1 + n) / (10 + n))`` at the ``n``-th update (the warm-up of
-    TensorFlow's ``ExponentialMovingAverage``: early averages forget the random start quickly,
-    and until ``d_n`` reaches ``decay`` the average spans about the last tenth of the run).
+    The average starts as the weights after the first batch; after the ``n``-th batch beyond it,
+    every tracked tensor ``w`` moves its average by ``a <- a + (1 - d_n)(w - a)`` with
+    ``d_n = min(decay, (1 + n) / (10 + n))`` (the warm-up of TensorFlow's
+    ``ExponentialMovingAverage``: until ``d_n`` reaches ``decay`` the average spans about the last
+    tenth of the batches so far).
     Tracked are the parameters that train (the readout's, and the encoder's when its rule trains
     it) and the readout's floating-point buffers (its feature statistics), so the averaged
     readout and its normalisation stay a pair. Training itself never sees the average: a run
@@ -218,12 +219,12 @@ class WeightAverage(nn.Module):
     @torch.no_grad()
     def update(self, network: MaelstromNetwork) -> None:
         """Move the averages towards the network's tensors as they are now (call after each step)."""
-        self.updates += 1
         n = int(self.updates)
-        weight = 1.0 - min(self.decay, (1 + n) / (10 + n))
+        weight = 1.0 - min(self.decay, (1 + n) / (10 + n)) if n else 1.0
         tracked = self.tracked(network)
         for name, average in self.averages().items():
             average.lerp_(tracked[name].detach(), weight)
+        self.updates += 1
 
     def state_of(self, network: MaelstromNetwork) -> dict[str, Tensor]:
         """``network.state_dict()`` with the averages in place of the tracked tensors."""

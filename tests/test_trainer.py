@@ -180,11 +180,11 @@ def test_weight_average_follows_its_warm_up_formula(tiny_task):
     average = trainer_module.WeightAverage(network, decay=0.5)
     weight = network.readout[1].weight
     expected = weight.detach().clone()
-    for n in range(1, 12):
+    for n in range(12):
         with torch.no_grad():
             weight.add_(1.0)
         average.update(network)
-        expected += (1 - min(0.5, (1 + n) / (10 + n))) * (weight.detach() - expected)
+        expected += (1 - min(0.5, (1 + n) / (10 + n)) if n else 1.0) * (weight.detach() - expected)
         assert torch.allclose(average.averages()["readout.1.weight"], expected), n
     assert "readout.0.mean" in average.names and "readout.0.initialised" not in average.names
     assert any(n.startswith("encoder.") for n in average.names), "the dfa-trained encoder is averaged"
