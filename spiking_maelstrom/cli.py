@@ -275,14 +275,16 @@ def _add_folds(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _cross_validate(args: argparse.Namespace, task: Any, run: Any) -> dict[str, Any] | None:
+def _cross_validate(args: argparse.Namespace, task: Any, run: Any, seed: int | None = None) -> dict[str, Any] | None:
+    """K-fold CV of ``run`` over ``task``'s training files, the folds drawn from ``seed`` (default ``--seed``)."""
     if not args.folds:
         if args.group_by:
             raise CLIError("--group-by needs --folds")
         return None
     if args.folds < 2:
         raise CLIError(f"--folds must be at least 2, got {args.folds}")
-    result = cross_validate(task, run, args.folds, args.seed, args.group_by, progress=not args.quiet)
+    seed = args.seed if seed is None else seed
+    result = cross_validate(task, run, args.folds, seed, args.group_by, progress=not args.quiet)
     print(f"{args.folds}-fold cross-validation: {100 * result['mean']:.1f} +- {100 * result['std']:.1f} %")
     return result
 
@@ -433,7 +435,8 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         folds[-1]["indices"] = list(fold.test.indices)
         return folds[-1]["accuracy"]
 
-    metrics["cv"] = _cross_validate(args, task, score_fold)
+    # The run's own seed: a resumed run's folds are those `train --seed S --folds K` would draw.
+    metrics["cv"] = _cross_validate(args, task, score_fold, trainer.config.seed)
     if args.members > 1:
         metrics["cv_members"] = args.members
     if folds:

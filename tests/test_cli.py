@@ -73,6 +73,18 @@ def test_resume_continues_to_more_epochs(tmp_path):
     assert metrics["epochs"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
 
 
+def test_resumed_cross_validation_draws_the_runs_own_folds(tmp_path):
+    from spiking_maelstrom.crossval import load_fold_scores
+
+    _train(tmp_path / "at-once", "--seed", "3", "--folds", "2")
+    _train(tmp_path / "later", "--seed", "3")
+    resume = ["train", "--out", str(tmp_path / "later"), "--resume", "--epochs", "1", "--folds", "2"]
+    assert main([*resume, "--quiet", "--device", "cpu"]) == 0
+    at_once, later = (load_fold_scores(tmp_path / r / "cv_scores.pt") for r in ("at-once", "later"))
+    assert [f["indices"] for f in later] == [f["indices"] for f in at_once]
+    assert all(torch.equal(a["scores"], b["scores"]) for a, b in zip(later, at_once, strict=True))
+
+
 def test_current_target_reaches_the_trainer_and_its_checkpoint(tmp_path):
     run = tmp_path / "run"
     assert _train(run, "--encoder-rule", "local", "--current-penalty", "0.1", "--current-target", "2") == 0
