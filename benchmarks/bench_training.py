@@ -86,7 +86,8 @@ class OursMethod:
         self.network = build_network(config, device)
         self.network.maelstrom.backend = args.backend
         # The first fused run of a process loads numba and the compiled kernel (about 0.5 s and
-        # 80 MB, once, like an import): done here, before the timed epochs.
+        # 80 MB, once, like an import; about 5 s to compile it where numba's cache lacks it):
+        # done here, before the timed epochs.
         self.network.maelstrom.run(torch.zeros(1, 1, args.neurons, device=device))
         train = TrainConfig(
             batch_size=args.batch,

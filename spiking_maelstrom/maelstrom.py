@@ -360,7 +360,8 @@ class Maelstrom(nn.Module):
             )
         plan = self._plan(state.z)
         if plan == "fused":
-            return self._run_fused(current.unsqueeze(1), state, None, None)
+            # contiguous: a strided view (a step of a [B, T, N] run) would compile another kernel
+            return self._run_fused(current.unsqueeze(1).contiguous(), state, None, None)
         if self.config.recurrent:
             current = self._add_recurrent(current, state.z, plan)
         if current.is_cuda and fused.available():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -318,7 +321,11 @@ def test_the_fused_kernel_refuses_a_state_of_another_batch():
 @pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
 def test_the_fused_kernel_compiles_without_a_writable_cache(monkeypatch):
     """A read-only install leaves numba no cache directory: the kernel must still compile and run."""
+    import importlib
+
     import numba
+
+    from spiking_maelstrom import fused_cpu_kernel
 
     njit = numba.njit
 
@@ -328,14 +335,41 @@ def test_the_fused_kernel_compiles_without_a_writable_cache(monkeypatch):
         return njit(*args, **kwargs)
 
     monkeypatch.setattr(numba, "njit", no_cache_dir)
+    importlib.reload(fused_cpu_kernel)
     fused_cpu._kernel.cache_clear()
     try:
+        assert type(fused_cpu._kernel()._cache).__name__ == "NullCache"  # compiled without a cache
         currents = 1.5 * torch.rand(2, 20, 60, generator=torch.Generator().manual_seed(0))
         config = MaelstromConfig(n_neurons=60, seed=1)
         spikes = Maelstrom(config, backend="fused").run(currents)[0]
         assert torch.equal(spikes, Maelstrom(config, backend="event").run(currents)[0])
     finally:
+        monkeypatch.undo()
+        importlib.reload(fused_cpu_kernel)
         fused_cpu._kernel.cache_clear()
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba is not installed")
+def test_a_new_process_finds_the_fused_kernel_in_numbas_cache():
+    """Compiling the kernel takes seconds: the next process must load it from numba's disk cache
+    (a kernel defined inside a function missed it in every process). A step of a strided run uses
+    the same compiled kernel as a whole window."""
+    script = (
+        "import torch\n"
+        "from spiking_maelstrom import Maelstrom, MaelstromConfig, fused_cpu\n"
+        "m = Maelstrom(MaelstromConfig(n_neurons=64, seed=0), backend='fused')\n"
+        "currents = torch.rand(2, 6, 64)\n"
+        "m.step(currents[:, 2], m.run(currents, record=False)[1])\n"
+        "stats = fused_cpu._kernel().stats\n"
+        "print(stats.cache_path, sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    path, hits, misses = runs[1].stdout.split()
+    if not os.access(path, os.W_OK):
+        pytest.skip(f"numba's cache directory {path} is not writable here")
+    assert (int(hits), int(misses)) == (1, 0)
 
 
 @pytest.mark.parametrize("mlp", [False, True])
