@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
+from .data.transforms import random_transforms
 from .ensemble import Ensemble
 from .learning import (
     RULES,
@@ -260,6 +261,7 @@ class Trainer:
             "live_model": None if self.average is None else self.network.state_dict(),
             "weight_average": None if self.average is None else self.average.state_dict(),
             "rule": self.rule.state_dict(),
+            "augmentation": [t.rng_state() for t in random_transforms(self.task.augment)],
             "homeostasis": self.homeostasis.state_dict() if self.homeostasis is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "epoch": self.epoch,
@@ -282,6 +284,7 @@ class Trainer:
         config = TrainConfig(**{**payload["train_config"], **overrides})
         trainer = cls(network, task, config, progress=progress)
         trainer.rule.load_state_dict(payload["rule"])
+        trainer._restore_augmentation(payload.get("augmentation"), path)
         if trainer.average is not None and payload.get("weight_average") is not None:
             network.load_state_dict(payload["live_model"])
             trainer.average.load_state_dict(payload["weight_average"])
@@ -293,6 +296,20 @@ class Trainer:
         trainer.history = list(payload["history"])
         trainer.train_seconds = payload["train_seconds"]
         return trainer
+
+    def _restore_augmentation(self, states: list[dict[str, Any]] | None, path: str | Path) -> None:
+        """Continue the augmentations' random streams where the checkpoint left them (checkpoints
+        from before 2026-12-02 kept none: their augmentations start afresh)."""
+        if states is None:
+            return
+        transforms = random_transforms(self.task.augment)
+        if len(states) != len(transforms):
+            raise ValueError(
+                f"{path}: the run was trained with {len(states)} random augmentation(s), this task has "
+                f"{len(transforms)}: resume with the run's own --task-option augmentation settings"
+            )
+        for transform, state in zip(transforms, states, strict=True):
+            transform.set_rng_state(state)
 
 
 @torch.no_grad()

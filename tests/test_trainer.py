@@ -11,6 +11,7 @@ import torch
 from spiking_maelstrom import TrainConfig, Trainer, load_network
 from spiking_maelstrom import trainer as trainer_module
 from spiking_maelstrom.checkpoint import load_checkpoint
+from spiking_maelstrom.data.transforms import ChannelShift, Compose, TimeJitter, random_transforms
 from spiking_maelstrom.files import atomic_write
 
 from .conftest import tiny_network
@@ -57,6 +58,32 @@ def test_resumed_training_matches_uninterrupted_training(tiny_task, tmp_path):
     second.fit()
     for name, value in straight.network.state_dict().items():
         assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
+
+
+def test_resumed_training_draws_the_augmentations_of_uninterrupted_training(tiny_task, tmp_path):
+    """The augmentations' random streams are checkpointed: resumed with freshly made transforms (as
+    in a new process), a run draws the augmentations, and so makes the updates, of the uninterrupted
+    run; each stream goes on from where the checkpoint left it."""
+
+    def augmented_task():
+        return replace(tiny_task, augment=Compose((ChannelShift(2, seed=0), TimeJitter(1.0, seed=1))))
+
+    straight = _trainer(augmented_task(), epochs=2)
+    straight.fit()
+    first = _trainer(augmented_task(), epochs=1)
+    first.fit(tmp_path / "c.pt")
+    task = augmented_task()
+    second = Trainer.resume(tmp_path / "c.pt", task, progress=False, epochs=2)
+    saved = load_checkpoint(tmp_path / "c.pt")["augmentation"]
+    assert [t.rng_state() for t in random_transforms(task.augment)] == saved
+    second.fit()
+    assert second.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
+    for name, value in straight.network.state_dict().items():
+        assert torch.equal(value, second.network.state_dict()[name]), name
+
+    other = replace(tiny_task, augment=Compose((ChannelShift(2, seed=0),)))
+    with pytest.raises(ValueError, match=r"c\.pt: the run was trained with 2 random augmentation\(s\), this task has"):
+        Trainer.resume(tmp_path / "c.pt", other, progress=False)
 
 
 def test_cosine_schedule_runs_both_learning_rates_down_and_resumes_on_course(tiny_task, tmp_path, monkeypatch):

@@ -224,6 +224,22 @@ class RandomTransform(Transform):
             object.__setattr__(self, "_rng", (os.getpid(), generator))
         return generator
 
+    def rng_state(self) -> dict[str, Any]:
+        """Where this process's generator stands: a checkpoint keeps it, so that a resumed run
+        draws the augmentations the uninterrupted run would have drawn."""
+        return self.rng().bit_generator.state
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        """Put this process's generator where :meth:`rng_state` found it."""
+        self.rng().bit_generator.state = state
+
+
+def random_transforms(transform: Transform | None) -> list[RandomTransform]:
+    """The random transforms in ``transform`` (through ``Compose``), in the order they run."""
+    if isinstance(transform, Compose):
+        return [r for t in transform.transforms for r in random_transforms(t)]
+    return [transform] if isinstance(transform, RandomTransform) else []
+
 
 def _move_counts(frames: np.ndarray, who: str, move: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Frames of event counts with every event's step moved by ``move(steps) -> new steps`` (one
