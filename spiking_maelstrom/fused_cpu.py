@@ -81,6 +81,7 @@ def available() -> bool:
 
 @cache
 def _kernel() -> Any:
+    """The compiled window loop; numba is imported on first use, not with the package."""
     from .fused_cpu_kernel import window
 
     return window
