@@ -100,7 +100,7 @@ def run_window(
     features: tuple[Tensor, tuple[str, ...]] | None = None,
     loop: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[CubaLIFState, Tensor | None, Tensor | None]:
-    """Run ``currents [B, K, N]`` from ``state``; returns the new state, trace and feedback.
+    """Run ``currents [B, K, N]`` (any strides) from ``state``; returns the new state, trace and feedback.
 
     ``weights`` is ``(W^T,)`` for dense rows, ``(indptr, indices, values)`` of W^T as CSR (indices of
     any integer type, as :func:`csr_rows` makes them), or ``()`` without recurrence. ``gain`` is
@@ -115,6 +115,8 @@ def run_window(
     import numba
 
     _check_shapes(currents, state, spikes, trace, features, loop)
+    # numba compiles a kernel per memory layout: a strided view (a step of a [B, T, N] run) is copied
+    currents = currents.contiguous()
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     real = currents.numpy().dtype
     nothing = {d: np.empty((0,) * d, real) for d in (1, 2, 3)}  # what the kernel reads as "absent"

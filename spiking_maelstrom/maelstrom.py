@@ -360,8 +360,7 @@ class Maelstrom(nn.Module):
             )
         plan = self._plan(state.z)
         if plan == "fused":
-            # contiguous: a strided view (a step of a [B, T, N] run) would compile another kernel
-            return self._run_fused(current.unsqueeze(1).contiguous(), state, None, None)
+            return self._run_fused(current.unsqueeze(1), state, None, None)
         if self.config.recurrent:
             current = self._add_recurrent(current, state.z, plan)
         if current.is_cuda and fused.available():
@@ -485,7 +484,7 @@ class Maelstrom(nn.Module):
             part = slice(start, start + RECHOOSE_STEPS)
             out = spikes[:, part] if spikes is not None else None
             if in_kernel and self._plan(state.z) == "fused":
-                state = self._run_fused(currents[:, part].contiguous(), state, out, probe, feedback)
+                state = self._run_fused(currents[:, part], state, out, probe, feedback)
             else:
                 state = step_through(self.step, currents[:, part], state, out, probe, feedback)
         return spikes, state
