@@ -150,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=FEATURES,
         help="maelstrom state the readout reads (NIR export reads trace and current)",
     )
+    train.add_argument(
+        "--trace-tau",
+        type=float,
+        metavar="S",
+        help=f"time constant of the spike trace the readout reads, in seconds (default: "
+        f"{NetworkConfig.trace_tau} scaled to the data set's step, like the maelstrom's)",
+    )
     for name in ("tau_mem", "tau_syn"):
         train.add_argument(
             f"--{name.replace('_', '-')}",
@@ -309,6 +316,8 @@ def _network_config(args: argparse.Namespace, task: Any) -> NetworkConfig:
         if getattr(args, name) is not None:
             maelstrom[name] = tuple(getattr(args, name))
     network["features"] = tuple(args.features)
+    if args.trace_tau is not None:
+        network["trace_tau"] = args.trace_tau
     return network_config_for(task, maelstrom, **network)
 
 

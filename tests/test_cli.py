@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from spiking_maelstrom import load_network
 from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.cli import main
 
@@ -117,6 +118,15 @@ def test_weight_average_is_what_the_run_scores_and_saves(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] == trained["test_accuracy"]
 
 
+def test_trace_tau_sets_the_readouts_trace_and_is_rebuilt_from_the_run(tmp_path):
+    runs = {tau: tmp_path / tau for tau in ("0.01", "0.2")}
+    for tau, run in runs.items():
+        assert _train(run, "--trace-tau", tau) == 0
+        assert json.loads((run / "config.json").read_text())["network"]["trace_tau"] == float(tau)
+    traces = [load_network(run / "checkpoint.pt").trace_decay for run in runs.values()]
+    assert traces == pytest.approx([1 - 1e-3 / 0.01, 1 - 1e-3 / 0.2])
+
+
 def test_ridge_baseline_run(tmp_path):
     run = tmp_path / "ridge"
     assert _train(run, "--readout", "ridge", "--encoder-rule", "frozen") == 0
@@ -136,6 +146,7 @@ def test_ridge_baseline_run(tmp_path):
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
         (["train", "--members", "3"], "more than 1 only with --folds"),
         (["train", "--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["train", "--trace-tau", "0.0005"], "trace_tau=0.0005 must exceed the maelstrom's dt"),
         (["train", "--weight-average", "1.5"], "--weight-average is a decay per batch in (0, 1)"),
         (["train", "--readout", "ridge", "--encoder-rule", "frozen", "--weight-average", "0.9"], "fitted once"),
         (["train", "--current-target", "1"], "give --current-penalty > 0"),
