@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
-from .data.transforms import random_transforms
 from .ensemble import Ensemble
 from .learning import (
     RULES,
@@ -130,8 +129,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
         self._base_lrs = [g["lr"] for g in groups]
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
-        if task.augment is not None:
-            self.train_set = augmented(self.train_set, task.augment)
+        if task.augment is not None or task.blend is not None:
+            self.train_set = augmented(self.train_set, task.augment, task.blend)
         self.mask = task.mask.to(self.device)
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -261,7 +260,7 @@ class Trainer:
             "live_model": None if self.average is None else self.network.state_dict(),
             "weight_average": None if self.average is None else self.average.state_dict(),
             "rule": self.rule.state_dict(),
-            "augmentation": [t.rng_state() for t in random_transforms(self.task.augment)],
+            "augmentation": [t.rng_state() for t in self.task.random_transforms()],
             "homeostasis": self.homeostasis.state_dict() if self.homeostasis is not None else None,
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "epoch": self.epoch,
@@ -302,7 +301,7 @@ class Trainer:
         from before 2026-12-02 kept none: their augmentations start afresh)."""
         if states is None:
             return
-        transforms = random_transforms(self.task.augment)
+        transforms = self.task.random_transforms()
         if len(states) != len(transforms):
             raise ValueError(
                 f"{path}: the run was trained with {len(states)} random augmentation(s), this task has "

@@ -18,7 +18,7 @@ from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.nmnist import write_nmnist_bin
 from spiking_maelstrom.data.shd import write_shd_h5
 from spiking_maelstrom.data.task import augmented
-from spiking_maelstrom.data.transforms import BandBalance, ChannelShift
+from spiking_maelstrom.data.transforms import BandBalance, Blend, ChannelShift
 
 from .conftest import SHARED_DATA
 
@@ -37,7 +37,7 @@ def _nmnist_fixture(root, per_class=2):
     return root
 
 
-def _shd_fixture(root, n_classes=4, per_class=3):
+def _shd_fixture(root, n_classes=4, per_class=3, speakers=1):
     rng = np.random.default_rng(1)
     for split in ("train", "test"):
         samples = [
@@ -45,7 +45,8 @@ def _shd_fixture(root, n_classes=4, per_class=3):
             for _ in range(n_classes * per_class)
         ]
         labels = [i % n_classes for i in range(len(samples))]
-        write_shd_h5(root / f"shd_{split}.h5", samples, labels, [0] * len(samples), [f"w{i}" for i in range(n_classes)])
+        voices = [(i // n_classes) % speakers for i in range(len(samples))]
+        write_shd_h5(root / f"shd_{split}.h5", samples, labels, voices, [f"w{i}" for i in range(n_classes)])
     return root
 
 
@@ -114,6 +115,28 @@ def test_stretch_option_stretches_training_frames_in_time(tmp_path, name):
     assert any(not torch.equal(task.augment(frames), frames) for _ in range(5))
     with pytest.raises(ValueError, match="stretch=-1"):
         load_task(name, data, n_steps=20, stretch=-1, cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_shd_blend_option_blends_training_samples_with_partners_from_the_training_part_only(tmp_path):
+    data = _shd_fixture(tmp_path / "shd", speakers=3)  # 4 classes x 3 speakers
+    task = load_task("shd", data, n_steps=20, blend=1.0, balance=2, cache_dir=tmp_path / "cache", progress=False)
+    assert task.options["blend"] == 1.0 and task.blend == Blend(1.0, seed=5) and "blend" in task.training_only
+    assert task.augment is None and task.random_transforms() == [task.blend]
+    part = [0, 1, 2, 3, 4, 5, 8]  # class 0: samples 0, 4, 8; class 1: 1, 5; classes 2 and 3: 2 and 3 alone
+    train = augmented(Subset(task.train, part), task.augment, task.blend)
+    blender = train.dataset.dataset  # Subset -> Normalized (the balance, after the blend) -> Augmented
+    assert blender.pool.tolist() == part and blender.groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    nested = augmented(Subset(Subset(task.train, part), [1, 4, 6]), task.augment, task.blend)
+    assert nested.dataset.dataset.dataset.pool.tolist() == [1, 4, 8]
+    for k, index in enumerate(part):
+        frames, label = train[k]
+        recorded, recorded_label = task.train[index]
+        assert label == recorded_label
+        # classes 2 and 3 have no partner in this part: kept as recorded (then balanced, like test data)
+        assert torch.equal(frames, recorded) == (label in (2, 3)), index
+    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False).blend is None
+    with pytest.raises(ValueError, match=r"Blend needs a probability in \[0, 1\], got 2"):
+        load_task("shd", data, n_steps=20, blend=2, cache_dir=tmp_path / "cache", progress=False)
 
 
 def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp_path):

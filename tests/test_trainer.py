@@ -11,7 +11,7 @@ import torch
 from spiking_maelstrom import TrainConfig, Trainer, load_network
 from spiking_maelstrom import trainer as trainer_module
 from spiking_maelstrom.checkpoint import load_checkpoint
-from spiking_maelstrom.data.transforms import ChannelShift, Compose, TimeJitter, random_transforms
+from spiking_maelstrom.data.transforms import Blend, ChannelShift, Compose, TimeJitter
 from spiking_maelstrom.files import atomic_write
 
 from .conftest import tiny_network
@@ -61,12 +61,13 @@ def test_resumed_training_matches_uninterrupted_training(tiny_task, tmp_path):
 
 
 def test_resumed_training_draws_the_augmentations_of_uninterrupted_training(tiny_task, tmp_path):
-    """The augmentations' random streams are checkpointed: resumed with freshly made transforms (as
-    in a new process), a run draws the augmentations, and so makes the updates, of the uninterrupted
-    run; each stream goes on from where the checkpoint left it."""
+    """The augmentations' random streams (a blend's among them) are checkpointed: resumed with
+    freshly made transforms (as in a new process), a run draws the augmentations, and so makes the
+    updates, of the uninterrupted run; each stream goes on from where the checkpoint left it."""
 
     def augmented_task():
-        return replace(tiny_task, augment=Compose((ChannelShift(2, seed=0), TimeJitter(1.0, seed=1))))
+        augment = Compose((ChannelShift(2, seed=0), TimeJitter(1.0, seed=1)))
+        return replace(tiny_task, augment=augment, blend=Blend(0.5, seed=4))
 
     straight = _trainer(augmented_task(), epochs=2)
     straight.fit()
@@ -75,14 +76,14 @@ def test_resumed_training_draws_the_augmentations_of_uninterrupted_training(tiny
     task = augmented_task()
     second = Trainer.resume(tmp_path / "c.pt", task, progress=False, epochs=2)
     saved = load_checkpoint(tmp_path / "c.pt")["augmentation"]
-    assert [t.rng_state() for t in random_transforms(task.augment)] == saved
+    assert len(saved) == 3 and [t.rng_state() for t in task.random_transforms()] == saved
     second.fit()
     assert second.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
     for name, value in straight.network.state_dict().items():
         assert torch.equal(value, second.network.state_dict()[name]), name
 
     other = replace(tiny_task, augment=Compose((ChannelShift(2, seed=0),)))
-    with pytest.raises(ValueError, match=r"c\.pt: the run was trained with 2 random augmentation\(s\), this task has"):
+    with pytest.raises(ValueError, match=r"c\.pt: the run was trained with 3 random augmentation\(s\), this task has"):
         Trainer.resume(tmp_path / "c.pt", other, progress=False)
 
 

@@ -11,6 +11,7 @@ import torch
 from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.transforms import (
     BandBalance,
+    Blend,
     ChannelBin,
     ChannelMask,
     ChannelShift,
@@ -237,6 +238,45 @@ def test_channel_mask_silences_one_band_of_at_most_max_width_channels():
     assert any((wide(frames) == 0).all(0).sum() > 12 for _ in range(20))
     with pytest.raises(TypeError, match=r"ChannelMask works on \[T, channels\] frames"):
         mask(np.zeros((4, 2, 34, 34), dtype=np.float32))
+
+
+def test_blend_moves_both_samples_onto_their_midpoint_and_keeps_half_of_each():
+    a = np.zeros((20, 40), dtype=np.float32)
+    b = np.zeros_like(a)
+    a[5, 10], b[9, 30] = 40, 40  # centres of mass (5, 10) and (9, 30): midpoint (7, 20)
+    blend = Blend(1.0, seed=2)
+    mixes = [blend((a, b)) for _ in range(30)]
+    for mix in mixes:
+        assert mix.dtype == np.float32 and np.flatnonzero(mix).tolist() == [7 * 40 + 20]
+    totals = np.array([m.sum() for m in mixes])
+    assert 35 < totals.mean() < 45 and totals.std() > 0  # about one recording's events, drawn anew
+    assert np.array_equal(Blend(1.0, seed=2)((a, b)), mixes[0])
+    empty = np.zeros_like(a)
+    assert np.flatnonzero(blend((empty, b))).tolist() in ([9 * 40 + 30], [])  # an empty partner moves nothing
+    as_tensor = blend((torch.from_numpy(a), torch.from_numpy(b)))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (20, 40)
+    with pytest.raises(ValueError, match="Blend on frames needs event counts"):
+        blend((a / 3, b))
+    with pytest.raises(ValueError, match=r"Blend needs frames of one shape, got \(20, 40\) and \(20, 39\)"):
+        blend((a, b[:, :39]))
+    with pytest.raises(ValueError, match=r"Blend needs a probability in \[0, 1\], got 1.5"):
+        Blend(1.5)
+
+
+def test_blend_partner_is_of_the_same_class_from_another_speaker_in_the_pool():
+    labels = np.array([0, 0, 1, 1, 0, 0])
+    speakers = np.array([0, 0, 0, 1, 1, 1])
+    pool = np.arange(6)
+    blend = Blend(1.0, seed=0)
+    partners = {blend.partner(0, labels, speakers, pool) for _ in range(50)}
+    assert partners == {4, 5}  # class 0, other speakers
+    assert {blend.partner(0, labels, None, pool) for _ in range(50)} == {1, 4, 5}  # no groups: any other of class 0
+    assert {blend.partner(0, labels, speakers, np.array([0, 1, 2])) for _ in range(20)} == {1}  # its own speaker left
+    assert blend.partner(2, labels, speakers, np.array([0, 1, 2])) is None  # no other sample of class 1
+    assert Blend(0.0).partner(0, labels, speakers, pool) is None
+    half = Blend(0.5, seed=1)
+    drawn = [half.partner(0, labels, speakers, pool) for _ in range(400)]
+    assert set(drawn) == {None, 4, 5} and 0.4 < np.mean([d is not None for d in drawn]) < 0.6
 
 
 def test_keys_are_json_and_follow_the_configuration():

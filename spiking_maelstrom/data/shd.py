@@ -20,7 +20,7 @@ import numpy as np
 from ..files import atomic_write
 from .events import EventFormatError, check_range, shd_events, sorted_by_time
 from .task import Task, recorded_task, training_augmentation
-from .transforms import BandBalance, ChannelBin, Compose, ToFrames, Transform
+from .transforms import BandBalance, Blend, ChannelBin, Compose, ToFrames, Transform
 
 N_CHANNELS = 700
 DEFAULT_ROOT = Path("datasets") / "shd"
@@ -171,6 +171,7 @@ def shd_task(
     tilt: float = 0.0,
     mask: int = 0,
     stretch: float = 0.0,
+    blend: float = 0.0,
     balance: int = 0,
     balance_ms: float = 200.0,
     cache_dir: str | Path | None = None,
@@ -182,7 +183,8 @@ def shd_task(
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
     of time jitter, a random spectral tilt of up to ``tilt`` (``SpectralTilt``) and a silenced band
     of up to ``mask`` channels (``ChannelMask``) and a time stretch by a factor of up to
-    ``1 + stretch`` (``TimeStretch``). ``balance=K`` puts an online spectral balance
+    ``1 + stretch`` (``TimeStretch``); with probability ``blend`` a training sample is first
+    blended with one of its class spoken by another speaker (``Blend``). ``balance=K`` puts an online spectral balance
     over K bands with a ``balance_ms`` time constant (``BandBalance``) in front of the network, on
     every split after the augmentation."""
     root = Path(data_dir) if data_dir is not None else DEFAULT_ROOT
@@ -191,6 +193,7 @@ def shd_task(
         steps.append(ChannelBin(channel_bin))
     sources = {split: SHDFile(find_shd_file(root, split), split) for split in ("train", "test")}
     augment = training_augmentation(shift, jitter, tilt, mask, stretch)
+    blender = Blend(blend, seed=5) if blend else None
     if balance < 0 or balance_ms <= 0:
         raise ValueError(f"balance needs balance >= 0 bands and balance_ms > 0, got {balance} and {balance_ms}")
     front_end = BandBalance(balance, balance_ms / dt_ms) if balance else None
@@ -200,6 +203,7 @@ def shd_task(
         tilt=tilt,
         mask=mask,
         stretch=stretch,
+        blend=blend,
         balance=balance,
         balance_ms=balance_ms,
         data_dir=str(root.resolve()),
@@ -222,4 +226,5 @@ def shd_task(
         progress,
         augment,
         front_end,
+        blender,
     )

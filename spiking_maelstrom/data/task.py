@@ -9,13 +9,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from .cache import CachedFrames
 from .events import EventSource
-from .transforms import ChannelMask, ChannelShift, Compose, SpectralTilt, TimeJitter, TimeStretch, Transform
+from .transforms import (
+    Blend,
+    ChannelMask,
+    ChannelShift,
+    Compose,
+    RandomTransform,
+    SpectralTilt,
+    TimeJitter,
+    TimeStretch,
+    Transform,
+    random_transforms,
+)
 
 
 @dataclass
@@ -28,6 +40,7 @@ class Task:
     fields that suit this data (e.g. a convolutional encoder and a smaller encoder learning rate
     for 2-D frames). ``front_end`` is the deterministic transform already applied to every split
     (e.g. ``BandBalance``): a deployment has to apply it to its own input frames too.
+    ``blend`` mixes training samples in pairs of one class (``Blend``), before ``augment``.
     ``training_only`` names the options that change the training data alone (augmentation): tasks
     that differ only in them have the same test inputs.
     """
@@ -45,6 +58,7 @@ class Task:
     augment: Transform | None = None
     front_end: Transform | None = None
     training_only: tuple[str, ...] = ()
+    blend: Blend | None = None
 
     def record(self) -> dict[str, Any]:
         """What re-creates this task and its input (JSON-able): name, options and front end."""
@@ -54,22 +68,45 @@ class Task:
             "front_end": self.front_end.key() if self.front_end else None,
         }
 
+    def random_transforms(self) -> list[RandomTransform]:
+        """The training augmentations' random transforms, whose streams a checkpoint keeps."""
+        return random_transforms(self.augment) + ([self.blend] if self.blend is not None else [])
+
 
 class Augmented(Dataset):
     """``dataset`` with the random ``transform`` applied to each sample's frames as it is read
     (after any cache, so augmentations are never cached). The trainer wraps only its training
-    part in it; validation and test data stay as recorded."""
+    part in it; validation and test data stay as recorded. With ``blend``, a sample is first
+    blended with a partner it draws among the samples ``pool`` (indices into ``dataset``;
+    default all), so that a training part never borrows from held-out samples."""
 
-    def __init__(self, dataset: Dataset, transform: Transform) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        transform: Transform | None,
+        blend: Blend | None = None,
+        pool: Sequence[int] | None = None,
+    ) -> None:
         self.dataset = dataset
         self.transform = transform
+        self.blend = blend
+        if blend is not None:
+            if not hasattr(dataset, "labels"):
+                raise TypeError(f"Blend needs a data set that knows its labels, not {type(dataset).__name__}")
+            self.labels = np.asarray(dataset.labels)
+            self.groups = getattr(dataset, "groups", {}).get(blend.across)
+            self.pool = np.arange(len(dataset)) if pool is None else np.asarray(pool, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         frames, label = self.dataset[index]
-        return torch.as_tensor(self.transform(frames)), label
+        if self.blend is not None:
+            partner = self.blend.partner(index, self.labels, self.groups, self.pool)
+            if partner is not None:
+                frames = self.blend((frames, self.dataset[partner][0]))
+        return torch.as_tensor(self.transform(frames) if self.transform is not None else frames), label
 
 
 class Normalized(Augmented):
@@ -83,14 +120,18 @@ class Normalized(Augmented):
         self.groups = getattr(dataset, "groups", {})
 
 
-def augmented(dataset: Dataset, transform: Transform) -> Dataset:
-    """``dataset`` with the random ``transform`` applied to each sample, beneath any ``Normalized``
-    front end (which then sees the augmented counts), through ``Subset``s (the same indices)."""
+def augmented(
+    dataset: Dataset, transform: Transform | None, blend: Blend | None = None, pool: Sequence[int] | None = None
+) -> Dataset:
+    """``dataset`` with the random ``transform`` (and ``blend``) applied to each sample, beneath
+    any ``Normalized`` front end (which then sees the augmented counts), through ``Subset``s (the
+    same indices; a blend's partners come from the outermost subset, or from ``pool`` in it)."""
     if isinstance(dataset, Subset):
-        return Subset(augmented(dataset.dataset, transform), dataset.indices)
+        inner = list(dataset.indices) if pool is None else [dataset.indices[i] for i in pool]
+        return Subset(augmented(dataset.dataset, transform, blend, inner), dataset.indices)
     if isinstance(dataset, Normalized):
-        return Normalized(augmented(dataset.dataset, transform), dataset.transform)
-    return Augmented(dataset, transform)
+        return Normalized(augmented(dataset.dataset, transform, blend, pool), dataset.transform)
+    return Augmented(dataset, transform, blend, pool)
 
 
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -122,8 +163,8 @@ def training_augmentation(
     return steps + ([TimeJitter(jitter, seed + 1)] if jitter else [])
 
 
-# The options of ``training_augmentation``: a recorded task's options that touch training data alone.
-AUGMENT_OPTIONS = tuple(name for name in inspect.signature(training_augmentation).parameters if name != "seed")
+# The options of ``training_augmentation``, and ``blend``: a recorded task's options that touch training data alone.
+AUGMENT_OPTIONS = (*(name for name in inspect.signature(training_augmentation).parameters if name != "seed"), "blend")
 
 
 # Measured on the real N-MNIST and FSDD subsets: the randman default encoder learning rate (3e-3)
@@ -148,10 +189,11 @@ def recorded_task(
     progress: bool = True,
     augment: Sequence[Transform] = (),
     front_end: Transform | None = None,
+    blend: Blend | None = None,
 ) -> Task:
     """A task over recorded event data: each split binned by ``transform`` and read through the
-    HDF5 cache (built on first use); ``augment`` (random transforms) applies to training only, and
-    the deterministic ``front_end`` to every split after it (``Normalized``)."""
+    HDF5 cache (built on first use); ``blend`` and ``augment`` (random transforms) apply to
+    training only, and the deterministic ``front_end`` to every split after them (``Normalized``)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cached = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
     shape = cached["train"].sample_shape
@@ -170,4 +212,5 @@ def recorded_task(
         augment=Compose(tuple(augment)) if augment else None,
         front_end=front_end,
         training_only=tuple(key for key in options if key in AUGMENT_OPTIONS),
+        blend=blend,
     )
