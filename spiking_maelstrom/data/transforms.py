@@ -376,14 +376,6 @@ class ChannelMask(RandomTransform):
         return _like(masked, data)
 
 
-def _centre(counts: np.ndarray) -> np.ndarray | None:
-    """The centre of mass ``(step, channel)`` of ``[T, C]`` counts; None for an empty sample."""
-    total = counts.sum()
-    if total == 0:
-        return None
-    return np.array([counts.sum(1) @ np.arange(counts.shape[0]), counts.sum(0) @ np.arange(counts.shape[1])]) / total
-
-
 @dataclass(frozen=True)
 class Blend(RandomTransform):
     """Blend two recordings of one class into a new one: ``(frames, partner)`` ``[T, C]`` channel
@@ -416,21 +408,31 @@ class Blend(RandomTransform):
         return int(candidates[rng.integers(len(candidates))]) if len(candidates) else None
 
     def __call__(self, pair: tuple[Data, Data]) -> Data:
-        first, second = pair
-        counts = [_counts(_channel_frames(x, "Blend"), "Blend") for x in (first, second)]
-        if counts[0].shape != counts[1].shape:
-            raise ValueError(f"Blend needs frames of one shape, got {counts[0].shape} and {counts[1].shape}")
-        centres = [_centre(c) for c in counts]
-        known = [c for c in centres if c is not None]
-        middle = np.mean(known, 0) if known else None
+        first, second = (_channel_frames(x, "Blend") for x in pair)
+        if first.shape != second.shape:
+            raise ValueError(f"Blend needs frames of one shape, got {first.shape} and {second.shape}")
         rng = self.rng()
-        out = np.zeros_like(counts[0])
-        for c, centre in zip(counts, centres, strict=True):
-            if centre is not None:
-                move = np.round(middle - centre).astype(np.int64)
-                c = _shift(_shift(c, int(move[0]), 0), int(move[1]), 1)
-            out += rng.binomial(c, 0.5)
-        return _like(out.astype(_dense(first).dtype), first)
+        events = [_channel_events(frames, "Blend") for frames in (first, second)]
+        centres = [np.array([n @ t, n @ c]) / n.sum() for t, c, n in events if len(n)]
+        out = np.zeros(first.shape, np.int64)
+        for t, c, n in events:
+            if len(n):
+                move = np.round(np.mean(centres, 0) - np.array([n @ t, n @ c]) / n.sum()).astype(np.int64)
+                t, c = t + move[0], c + move[1]
+            inside = (t >= 0) & (t < out.shape[0]) & (c >= 0) & (c < out.shape[1])
+            out[t[inside], c[inside]] += rng.binomial(n[inside], 0.5)  # a sample's entries are distinct
+        return _like(out.astype(first.dtype), pair[0])
+
+
+def _channel_events(frames: np.ndarray, who: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[T, C]`` frames of event counts as their non-empty entries' steps, channels and counts
+    (a few % of the entries of speech frames), or a clear error when they are not counts."""
+    where = np.flatnonzero(frames)
+    n = frames.reshape(-1)[where]
+    counts = np.round(n).astype(np.int64)
+    if np.any(counts != n) or np.any(counts < 0):
+        raise ValueError(f"{who} on frames needs event counts (non-negative integers)")
+    return where // frames.shape[1], where % frames.shape[1], counts
 
 
 @dataclass(frozen=True)
