@@ -125,7 +125,7 @@ def test_shd_blend_option_blends_training_samples_with_partners_from_the_trainin
     part = [0, 1, 2, 3, 4, 5, 8]  # class 0: samples 0, 4, 8; class 1: 1, 5; classes 2 and 3: 2 and 3 alone
     train = augmented(Subset(task.train, part), task.augment, task.blend)
     blender = train.dataset.dataset  # Subset -> Normalized (the balance, after the blend) -> Augmented
-    assert blender.pool.tolist() == part and blender.groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    assert blender.pool.tolist() == part and blender.partner_groups.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     nested = augmented(Subset(Subset(task.train, part), [1, 4, 6]), task.augment, task.blend)
     assert nested.dataset.dataset.dataset.pool.tolist() == [1, 4, 8]
     for k, index in enumerate(part):

@@ -94,7 +94,7 @@ class Augmented(Dataset):
             if not hasattr(dataset, "labels"):
                 raise TypeError(f"Blend needs a data set that knows its labels, not {type(dataset).__name__}")
             self.labels = np.asarray(dataset.labels)
-            self.groups = getattr(dataset, "groups", {}).get(blend.across)
+            self.partner_groups = getattr(dataset, "groups", {}).get(blend.across)
             self.pool = np.arange(len(dataset)) if pool is None else np.asarray(pool, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -103,7 +103,7 @@ class Augmented(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         frames, label = self.dataset[index]
         if self.blend is not None:
-            partner = self.blend.partner(index, self.labels, self.groups, self.pool)
+            partner = self.blend.partner(index, self.labels, self.partner_groups, self.pool)
             if partner is not None:
                 frames = self.blend((frames, self.dataset[partner][0]))
         return torch.as_tensor(self.transform(frames) if self.transform is not None else frames), label

@@ -382,10 +382,11 @@ class Blend(RandomTransform):
     frames of event counts (SHD) are both moved, in time and across the channels, onto the
     midpoint of their centres of mass, and each of their events is kept with probability 1/2, so
     the blend has about as many events as one recording. Between two speakers it makes a voice in
-    between them (the blending of Nowotny et al. 2024 for SHD): five training voices give more
-    than five. With ``probability`` a training sample gets a partner (:meth:`partner`): one of its
-    class from another ``across`` group (speaker) where the data set has such groups.
-    ``data.task.Augmented`` draws the partner and blends before the other augmentations."""
+    between them (after the blending of Nowotny, Turner & Knight, arXiv 2212.01232, for SHD): five
+    training voices give more than five. With ``probability`` a training sample gets a partner
+    (:meth:`partner`): one of its class from another ``across`` group (speaker) where the data set
+    has such groups. ``data.task.Augmented`` draws the partner and blends before the other
+    augmentations."""
 
     probability: float
     seed: int = 0
