@@ -10,7 +10,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -52,23 +52,40 @@ class MaelstromConfig:
     memory, the default 6) and sustains itself from about 10.
     """
 
-    n_neurons: int = 500
-    excitatory_fraction: float = 0.8
-    topology: str = "random"
-    connection_probability: dict[str, float] | None = None
-    length_scale: float = 2.0
-    weight_spread: float = 0.5
-    inhibitory_scale: float | None = None
-    spectral_radius: float = 6.0
-    radius_method: str = "eigenvalues"
-    tau_mem: tuple[float, float] = (0.01, 0.04)
-    tau_syn: tuple[float, float] = (0.003, 0.01)
-    dt: float = 1e-3
-    v_threshold: float = 1.0
-    v_reset: float = 0.0
-    v_leak: float = 0.0
-    recurrent: bool = True
-    seed: int = 0
+    n_neurons: Annotated[int, "maelstrom size"] = 500
+    excitatory_fraction: Annotated[float, "share of excitatory neurons (Dale's law)"] = 0.8
+    topology: Annotated[str, "random (sparse) or distance (3-D column, Maass et al. 2002) connectivity"] = "random"
+    connection_probability: Annotated[
+        dict[str, float] | None, "per pathway EE, EI, IE, II (pre, post); none: the topology's"
+    ] = None
+    length_scale: Annotated[float, "lambda of the distance topology, in grid steps"] = 2.0
+    weight_spread: Annotated[float, "sigma of the log-normal weight magnitudes"] = 0.5
+    inhibitory_scale: Annotated[float | None, "inhibitory to excitatory weight ratio; none: balanced per neuron"] = None
+    spectral_radius: Annotated[float, "of the recurrent weights, in thresholds per spike"] = 6.0
+    radius_method: Annotated[str, "eigenvalues (exact) or circular-law (the estimate ||W||_F / sqrt(N))"] = (
+        "eigenvalues"
+    )
+    tau_mem: Annotated[
+        tuple[float, float],
+        "membrane time constant range in seconds (scaled to the data set's step; equal bounds give one value "
+        "for all neurons, which Loihi 2 needs)",
+    ] = (0.01, 0.04)
+    tau_syn: Annotated[tuple[float, float], "synaptic time constant range in seconds (as tau_mem)"] = (0.003, 0.01)
+    dt: Annotated[float, "step in seconds"] = 1e-3
+    v_threshold: Annotated[float, "spike threshold"] = 1.0
+    v_reset: Annotated[float, "membrane after a spike"] = 0.0
+    v_leak: Annotated[float, "resting membrane"] = 0.0
+    recurrent: Annotated[bool, "the recurrent weights on (off: the ablation without recurrence)"] = True
+    seed: Annotated[int, "seed of the connectivity and time constants"] = 0
+
+    def __post_init__(self) -> None:
+        if self.n_neurons < 1:
+            raise ValueError(f"n_neurons must be >= 1, got {self.n_neurons}")
+        if not 0 <= self.excitatory_fraction <= 1:
+            raise ValueError(f"excitatory_fraction must be in [0, 1], got {self.excitatory_fraction}")
+        if not self.dt > 0 or not self.spectral_radius >= 0:
+            raise ValueError(f"dt must be > 0 and spectral_radius >= 0, got {self.dt} and {self.spectral_radius}")
+        self.probabilities()
 
     def probabilities(self) -> dict[str, float]:
         """The per-pathway probabilities in force."""

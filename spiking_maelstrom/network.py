@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -26,26 +26,34 @@ READOUTS = ("linear", "mlp", "ridge")
 
 @dataclass
 class NetworkConfig:
-    """Architecture of a Maelstrom network; with the seeds inside, it rebuilds the same network.
+    """Architecture of a Maelstrom network; with the seeds inside, it rebuilds the same network."""
 
-    ``features`` are the per-step state features the readout sees: ``trace`` (spikes filtered with
-    ``trace_tau`` seconds), ``current`` (synaptic currents) and ``voltage`` (membranes).
-    """
-
-    input_shape: tuple[int, ...]
-    n_classes: int
+    input_shape: Annotated[tuple[int, ...], "shape of one input frame"]
+    n_classes: Annotated[int, "classes the readout scores"]
     maelstrom: MaelstromConfig = field(default_factory=MaelstromConfig)
-    encoder: str = "mlp"
-    encoder_hidden: tuple[int, ...] = (32,)
-    conv_channels: tuple[int, ...] = (16, 32)
-    encoder_gain: float = 10.0
-    readout: str = "linear"
-    readout_hidden: tuple[int, ...] = (128,)
-    ridge_alpha: float = 1e-2
-    features: tuple[str, ...] = ("trace", "current")
-    trace_tau: float = 0.05
-    feedback: bool = True
-    seed: int = 0
+    encoder: Annotated[str, f"input network: {', '.join(ENCODERS)} (the data set's, e.g. conv for nmnist)"] = "mlp"
+    encoder_hidden: Annotated[tuple[int, ...], "hidden layer widths of the mlp encoder"] = (32,)
+    conv_channels: Annotated[tuple[int, ...], "channels of the conv encoder's layers"] = (16, 32)
+    encoder_gain: Annotated[
+        float, "scale of the encoder's initial output weights (how hard it drives the maelstrom)"
+    ] = 10.0
+    readout: Annotated[str, f"output network: {', '.join(READOUTS)} (ridge: closed form, with a frozen encoder)"] = (
+        "linear"
+    )
+    readout_hidden: Annotated[tuple[int, ...], "hidden layer widths of the mlp readout"] = (128,)
+    ridge_alpha: Annotated[float, "penalty of the ridge readout"] = 1e-2
+    features: Annotated[
+        tuple[str, ...],
+        f"maelstrom state the readout reads, of {', '.join(FEATURES)}: spikes filtered with trace_tau, synaptic "
+        "currents, membranes (NIR export reads trace and current)",
+    ] = ("trace", "current")
+    trace_tau: Annotated[
+        float, "time constant of the spike trace the readout reads, in seconds (scaled to the data set's step)"
+    ] = 0.05
+    feedback: Annotated[
+        bool | None, "top-down feedback of the readout's prediction into the encoder (none: on, off for ridge)"
+    ] = None
+    seed: Annotated[int, "seed of the encoder's and readout's initial weights"] = 0
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("encoder", self.encoder, ENCODERS), ("readout", self.readout, READOUTS)):
@@ -54,10 +62,14 @@ class NetworkConfig:
         bad = [f for f in self.features if f not in FEATURES]
         if bad or not self.features:
             raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {self.features}")
+        if self.feedback is None:
+            self.feedback = self.readout != "ridge"
         if self.readout == "ridge" and self.feedback:
             raise ValueError("the ridge readout is fitted in one pass and cannot feed back: set feedback=False")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if not self.trace_tau > self.maelstrom.dt:
+            raise ValueError(f"trace_tau={self.trace_tau} must exceed the maelstrom's dt={self.maelstrom.dt}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

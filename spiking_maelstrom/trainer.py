@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -37,49 +37,56 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainConfig:
-    """How to train: ``window`` is the number of steps per backward pass (see ``learning``);
-    ``readout_init="ridge"`` starts a linear readout from the closed-form ridge fit on the
-    untrained network (one extra pass), so training refines the classic LSM solution.
-    ``current_penalty`` keeps a trained encoder's currents bounded (see ``learning.train_batch``);
-    with ``current_target`` R it is the gain of a control that holds their energy at R times its
-    initial level instead (``learning.CurrentHomeostasis``).
-    ``lr_schedule="cosine"`` lowers both learning rates batch by batch along a half cosine, from
-    ``lr`` / ``encoder_lr`` at the first batch towards 0 after the last batch of ``epochs``.
-    ``weight_average`` D evaluates and saves an exponential moving average of the trained weights
-    (decay D per batch, after a warm-up; ``learning.WeightAverage``) instead of the last ones."""
+    """How to train (see each field's help); ``window`` steps per backward pass (see ``learning``)."""
 
-    epochs: int = 4
-    batch_size: int = 32
-    lr: float = 3e-3
-    encoder_lr: float = 3e-3
-    weight_decay: float = 0.0
-    window: int = 25
-    current_penalty: float = 0.0
-    current_target: float | None = None
-    encoder_rule: str = "dfa"
-    readout_init: str = "random"
-    val_fraction: float = 0.1
-    seed: int = 0
-    lr_schedule: str = "constant"
-    weight_average: float | None = None
+    epochs: Annotated[int, "training epochs"] = 4
+    batch_size: Annotated[int, "samples per update"] = 32
+    lr: Annotated[float, "readout learning rate"] = 3e-3
+    encoder_lr: Annotated[float, "encoder learning rate"] = 3e-3
+    weight_decay: Annotated[float, "L2 penalty on the readout's and the encoder's weights (Adam's weight_decay)"] = 0.0
+    window: Annotated[int, "steps per backward pass"] = 25
+    current_penalty: Annotated[
+        float, "L2 penalty on a trained encoder's currents; keeps the maelstrom out of saturation"
+    ] = 0.0
+    current_target: Annotated[
+        float | None,
+        "hold a trained encoder's current energy at R times its initial level: the penalty's weight becomes "
+        "P (E / E0 - R) with P the current_penalty (learning.CurrentHomeostasis)",
+    ] = None
+    encoder_rule: Annotated[str, f"credit for the encoder: {', '.join(RULES)}"] = "dfa"
+    readout_init: Annotated[
+        str, "random, or ridge: start a linear readout from the closed-form ridge fit on the untrained network"
+    ] = "random"
+    val_fraction: Annotated[float, "share of the training files held out for validation"] = 0.1
+    seed: Annotated[int, "seed of the batch order and the credit rule"] = 0
+    lr_schedule: Annotated[
+        str, "both learning rates over the run: constant, or a half cosine down to 0 after the last epoch"
+    ] = "constant"
+    weight_average: Annotated[
+        float | None,
+        "evaluate and save an exponential moving average of the trained weights, decay min(D, (1 + n) / (10 + n)) "
+        "at the n-th batch (learning.WeightAverage)",
+    ] = None
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}: choose one of {', '.join(LR_SCHEDULES)}")
-        if self.readout_init not in ("random", "ridge"):
-            raise ValueError(f"unknown readout_init {self.readout_init!r}: use 'random' or 'ridge'")
-        if self.encoder_rule not in RULES:
-            raise ValueError(f"unknown encoder rule {self.encoder_rule!r}: choose one of {', '.join(RULES)}")
-        if (
-            self.epochs < 0
-            or self.batch_size < 1
-            or self.lr <= 0
-            or self.encoder_lr <= 0
-            or self.weight_decay < 0
-            or self.window < 1
-            or self.current_penalty < 0
+        for name, allowed in (
+            ("lr_schedule", LR_SCHEDULES),
+            ("readout_init", ("random", "ridge")),
+            ("encoder_rule", RULES),
         ):
-            raise ValueError(f"invalid training settings: {self}")
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        for name, low in (("epochs", 0), ("batch_size", 1), ("window", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("lr", "encoder_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "current_penalty"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.weight_average is not None and not 0 < self.weight_average < 1:
             raise ValueError(f"weight_average is a decay per batch in (0, 1), got {self.weight_average}")
         if self.current_target is not None:
@@ -88,9 +95,16 @@ class TrainConfig:
             if not self.current_penalty > 0 or self.encoder_rule == "frozen":
                 raise ValueError(
                     "current_target holds a trained encoder's currents: it needs current_penalty > 0 (the gain) "
-                    f"and a rule that trains the encoder, got current_penalty={self.current_penalty}, "
+                    f"and encoder_rule dfa or local, got current_penalty={self.current_penalty}, "
                     f"encoder_rule={self.encoder_rule!r}"
                 )
+
+    def check_readout(self, readout: str) -> None:
+        """Refuse a readout this training cannot train: the ridge readout is fitted once, in closed form."""
+        if readout == "ridge" and self.encoder_rule != "frozen":
+            raise ValueError("the ridge readout is closed-form and gives no error signal: use encoder_rule frozen")
+        if readout == "ridge" and self.weight_average is not None:
+            raise ValueError("the ridge readout is fitted once: there are no batches' weights to average")
 
 
 class Trainer:
@@ -109,10 +123,7 @@ class Trainer:
         self.progress = progress
         self.device = network.maelstrom.weight.device
         self.ridge = isinstance(network.readout, RidgeReadout)
-        if self.ridge and config.encoder_rule != "frozen":
-            raise ValueError("the ridge readout is closed-form and gives no error signal: use encoder rule 'frozen'")
-        if self.ridge and config.weight_average is not None:
-            raise ValueError("the ridge readout is fitted once: there are no batches' weights to average")
+        config.check_readout("ridge" if self.ridge else "trained")
         n_classes, n_neurons = network.n_classes, network.maelstrom.n_neurons
         self.rule = make_rule(config.encoder_rule, n_classes, n_neurons, seed=config.seed + 1).to(self.device)
         self.rule.check(network)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,14 +38,14 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     run = tmp_path / "run"
     assert _train(run, "--encoder-rule", "local", "--seed", "3") == 0
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "metrics.json", "checkpoint.pt", "accuracy.png", "raster.png", "test.png"} <= names
+    assert {"config.toml", "metrics.json", "checkpoint.pt", "accuracy.png", "raster.png", "test.png"} <= names
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("test_accuracy", "train_seconds", "epochs", "neurons", "encoder_rule", "device"):
         assert key in metrics
     assert metrics["neurons"] == 50 and metrics["encoder_rule"] == "local" and metrics["epochs"] == 1
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["test_samples"] == 20
-    config = json.loads((run / "config.json").read_text())
-    assert config["network"]["maelstrom"]["seed"] == 3 and config["task"]["options"]["n_channels"] == 30
+    config = tomllib.loads((run / "config.toml").read_text())
+    assert config["seed"] == 3 and config["task"]["n_channels"] == 30
     assert sum(map(sum, metrics["test_confusion"])) == 20 and len(metrics["test_accuracy_over_time"]) == 25
     for png in ("raster.png", "test.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -89,7 +90,7 @@ def test_resumed_cross_validation_draws_the_runs_own_folds(tmp_path):
 def test_current_target_reaches_the_trainer_and_its_checkpoint(tmp_path):
     run = tmp_path / "run"
     assert _train(run, "--encoder-rule", "local", "--current-penalty", "0.1", "--current-target", "2") == 0
-    config = json.loads((run / "config.json").read_text())["training"]
+    config = tomllib.loads((run / "config.toml").read_text())["train"]
     assert config["current_target"] == 2.0 and config["current_penalty"] == 0.1
     saved = load_checkpoint(run / "checkpoint.pt")["homeostasis"]
     assert saved["initial"] > 0 and saved["energy"] > 0  # it measured the batches
@@ -100,7 +101,7 @@ def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights(tmp_path):
     for decay in ("0", "10"):
         run = tmp_path / decay
         assert _train(run, "--weight-decay", decay, "--epochs", "3") == 0
-        assert json.loads((run / "config.json").read_text())["training"]["weight_decay"] == float(decay)
+        assert tomllib.loads((run / "config.toml").read_text())["train"]["weight_decay"] == float(decay)
         weights = load_checkpoint(run / "checkpoint.pt")["model"]
         norms[decay] = float(weights["readout.1.weight"].norm())
     assert norms["10"] < 0.9 * norms["0"]
@@ -109,7 +110,7 @@ def test_weight_decay_reaches_the_optimiser_and_shrinks_the_weights(tmp_path):
 def test_weight_average_is_what_the_run_scores_and_saves(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run, "--weight-average", "0.9", "--epochs", "2") == 0
-    assert json.loads((run / "config.json").read_text())["training"]["weight_average"] == 0.9
+    assert tomllib.loads((run / "config.toml").read_text())["train"]["weight_average"] == 0.9
     saved = load_checkpoint(run / "checkpoint.pt")
     assert not torch.equal(saved["model"]["readout.1.weight"], saved["live_model"]["readout.1.weight"])
     trained = json.loads((run / "metrics.json").read_text())
@@ -122,7 +123,7 @@ def test_trace_tau_sets_the_readouts_trace_and_is_rebuilt_from_the_run(tmp_path)
     runs = {tau: tmp_path / tau for tau in ("0.01", "0.2")}
     for tau, run in runs.items():
         assert _train(run, "--trace-tau", tau) == 0
-        assert json.loads((run / "config.json").read_text())["network"]["trace_tau"] == float(tau)
+        assert tomllib.loads((run / "config.toml").read_text())["network"]["trace_tau"] == float(tau)
     traces = [load_network(run / "checkpoint.pt").trace_decay for run in runs.values()]
     assert traces == pytest.approx([1 - 1e-3 / 0.01, 1 - 1e-3 / 0.2])
 
@@ -137,19 +138,19 @@ def test_ridge_baseline_run(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--neurons", "0"], "--neurons must be positive"),
-        (["train", "--readout", "ridge", "--encoder-rule", "dfa"], "--readout ridge"),
-        (["train", "--data-dir", "/nonexistent/data"], "--data-dir /nonexistent/data is not a directory"),
+        (["train", "--neurons", "0"], "n_neurons must be >= 1"),
+        (["train", "--readout", "ridge", "--encoder-rule", "dfa"], "ridge readout is closed-form"),
+        (["train", "--dataset", "nmnist", "--data-dir", "/nonexistent/data"], "/nonexistent/data is not a directory"),
         (["train", "--task-option", "colour"], "KEY=VALUE"),
         (["train", "--task-option", "colour=3"], "unknown option"),
         (["train", "--device", "cuda:7"], "cuda"),
         (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
-        (["train", "--members", "3"], "more than 1 only with --folds"),
-        (["train", "--weight-decay", "-1"], "--weight-decay must be >= 0"),
+        (["train", "--members", "3"], "more than 1 only with folds"),
+        (["train", "--weight-decay", "-1"], "weight_decay must be >= 0"),
         (["train", "--trace-tau", "0.0005"], "trace_tau=0.0005 must exceed the maelstrom's dt"),
-        (["train", "--weight-average", "1.5"], "--weight-average is a decay per batch in (0, 1)"),
+        (["train", "--weight-average", "1.5"], "weight_average is a decay per batch in (0, 1)"),
         (["train", "--readout", "ridge", "--encoder-rule", "frozen", "--weight-average", "0.9"], "fitted once"),
-        (["train", "--current-target", "1"], "give --current-penalty > 0"),
+        (["train", "--current-target", "1"], "needs current_penalty > 0"),
         (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
     ],
 )
@@ -191,8 +192,8 @@ def test_evaluate_scores_several_runs_as_one_ensemble(tmp_path, capsys):
     assert main(["evaluate", *map(str, runs), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["checkpoint"] == [str(run / "checkpoint.pt") for run in runs]
-    options = json.loads((runs[0] / "config.json").read_text())["task"]["options"]
-    task = load_task("randman", **options)
+    options = tomllib.loads((runs[0] / "config.toml").read_text())["task"]
+    task = load_task(options.pop("name"), **options)
     x = torch.stack([task.test[i][0] for i in range(len(task.test))])
     y = torch.stack([task.test[i][1] for i in range(len(task.test))])
     summed = sum(torch.log_softmax(load_network(run / "checkpoint.pt")(x).logits, -1) for run in runs)

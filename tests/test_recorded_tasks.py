@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Subset
 
 from spiking_maelstrom import load_task, network_config_for
+from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.cli import main
 from spiking_maelstrom.data.events import nmnist_events, shd_events
 from spiking_maelstrom.data.nmnist import write_nmnist_bin
@@ -60,9 +61,9 @@ def test_nmnist_fixture_trains_through_the_cli(tmp_path):
     data = _nmnist_fixture(tmp_path / "nmnist")
     run = tmp_path / "run"
     assert _train_nmnist(data, run, tmp_path / "cache", "--task-option", "n_steps=8", "--encoder-rule", "local") == 0
-    config = json.loads((run / "config.json").read_text())
-    assert config["network"]["encoder"] == "conv" and config["network"]["input_shape"] == [2, 34, 34]
-    assert config["network"]["maelstrom"]["dt"] == pytest.approx(5e-3)
+    config = load_checkpoint(run / "checkpoint.pt")["network_config"]
+    assert config["encoder"] == "conv" and tuple(config["input_shape"]) == (2, 34, 34)
+    assert config["maelstrom"]["dt"] == pytest.approx(5e-3)
     assert json.loads((run / "metrics.json").read_text())["test_samples"] == 20
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
 

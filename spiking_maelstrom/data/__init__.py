@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+from ..settings import Setting
 from .events import EventFormatError
 from .nmnist import nmnist_task
 from .shd import shd_task
@@ -22,6 +24,14 @@ TASKS = tuple(TASK_BUILDERS)
 SYNTHETIC = ("randman", "randman-memory")
 
 
+def task_settings(name: str) -> list[Setting]:
+    """The options of task ``name``: its builder's keyword parameters, typed by their annotations."""
+    builder = TASK_BUILDERS[name]
+    hints = get_type_hints(builder)
+    parameters = inspect.signature(builder).parameters.values()
+    return [Setting(p.name, hints[p.name], p.default, "") for p in parameters if p.name != "progress"]
+
+
 def load_task(name: str, data_dir: str | Path | None = None, progress: bool = True, **options: Any) -> Task:
     """Load the task called ``name`` (one of :data:`TASKS`) with its builder's ``options``.
 
@@ -30,9 +40,21 @@ def load_task(name: str, data_dir: str | Path | None = None, progress: bool = Tr
     """
     if name not in TASK_BUILDERS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(TASKS)}")
+    known = [s.key for s in task_settings(name)]
+    if unknown := sorted(set(options) - set(known)):
+        raise ValueError(f"unknown option(s) for {name}: {unknown}; known: {sorted(known)}")
     if name in SYNTHETIC:
         return TASK_BUILDERS[name](**options)
     return TASK_BUILDERS[name](data_dir, progress=progress, **options)
 
 
-__all__ = ["TASKS", "Task", "load_task", "validation_split", "Randman", "SpikeTensorDataset", "EventFormatError"]
+__all__ = [
+    "TASKS",
+    "Task",
+    "load_task",
+    "task_settings",
+    "validation_split",
+    "Randman",
+    "SpikeTensorDataset",
+    "EventFormatError",
+]

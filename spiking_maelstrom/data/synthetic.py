@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -163,30 +162,22 @@ def memory_mask(pattern_steps: int = 25, delay_steps: int = 50) -> Tensor:
     return mask
 
 
-def _options(defaults: dict[str, Any], options: dict[str, Any], task: str) -> dict[str, Any]:
-    unknown = set(options) - set(defaults)
-    if unknown:
-        raise ValueError(f"unknown option(s) for {task}: {sorted(unknown)}; known: {sorted(defaults)}")
-    return {**defaults, **options}
-
-
-def randman_task(**options: Any) -> Task:
+def randman_task(
+    manifold_dim: int = 1,
+    n_channels: int = 300,
+    n_steps: int = 100,
+    spread: float = 0.2,
+    jitter: float = 2.0,
+    noise_channels: int = 300,
+    noise_rate: float = 0.03,
+    train_per_class: int = 200,
+    test_per_class: int = 50,
+    seed: int = 0,
+) -> Task:
     """The default task, ``randman``: 10 classes, 100 steps of 1 ms, 300 pattern channels beside 300
     channels of noise. Points come from a fifth of each manifold, so every frame carries class
     evidence that an encoder can learn to pick out of the noise (the encoder matters here)."""
-    defaults = dict(
-        manifold_dim=1,
-        n_channels=300,
-        n_steps=100,
-        spread=0.2,
-        jitter=2.0,
-        noise_channels=300,
-        noise_rate=0.03,
-        train_per_class=200,
-        test_per_class=50,
-        seed=0,
-    )
-    opts = _options(defaults, options, "randman")
+    opts = dict(locals())
     randman = Randman(n_channels=opts["n_channels"], manifold_dim=opts["manifold_dim"], seed=opts["seed"])
     shape = {k: opts[k] for k in ("n_steps", "jitter", "spread", "noise_channels", "noise_rate")}
     return Task(
@@ -200,21 +191,20 @@ def randman_task(**options: Any) -> Task:
     )
 
 
-def memory_task(**options: Any) -> Task:
+def memory_task(
+    manifold_dim: int = 1,
+    n_channels: int = 100,
+    pattern_steps: int = 25,
+    delay_steps: int = 50,
+    noise_rate: float = 0.01,
+    spread: float = 0.2,
+    jitter: float = 0.0,
+    train_per_class: int = 200,
+    test_per_class: int = 50,
+    seed: int = 0,
+) -> Task:
     """``randman-memory``: classify the first of two patterns, read out during the second."""
-    defaults = dict(
-        manifold_dim=1,
-        n_channels=100,
-        pattern_steps=25,
-        delay_steps=50,
-        noise_rate=0.01,
-        spread=0.2,
-        jitter=0.0,
-        train_per_class=200,
-        test_per_class=50,
-        seed=0,
-    )
-    opts = _options(defaults, options, "randman-memory")
+    opts = dict(locals())
     randman = Randman(n_channels=opts["n_channels"], manifold_dim=opts["manifold_dim"], seed=opts["seed"])
     timing = dict(pattern_steps=opts["pattern_steps"], delay_steps=opts["delay_steps"])
     split = {
