@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from .checkpoint import load_plain
 from .data import Task
 from .files import atomic_write
 
@@ -111,14 +112,12 @@ def save_fold_scores(path: str | Path, folds: list[dict[str, Any]]) -> Path:
 
 
 def load_fold_scores(path: str | Path) -> list[dict[str, Any]]:
-    """The folds saved by :func:`save_fold_scores`, with a clear error for anything else."""
+    """The folds saved by :func:`save_fold_scores` (read with ``weights_only=True``: no code in the file
+    runs), with a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: cross-validation scores come from 'maelstrom train --folds K'")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path} is not readable ({type(err).__name__}: {err})") from err
+    payload = load_plain(path)
     if not isinstance(payload, dict) or payload.get("format") != CV_SCORES_FORMAT:
         raise ValueError(f"{path} holds no cross-validation scores (expected format {CV_SCORES_FORMAT})")
     return payload["folds"]
