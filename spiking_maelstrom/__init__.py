@@ -4,6 +4,7 @@ Data -> trainable encoder -> frozen spiking maelstrom -> trainable readout; no g
 crosses the maelstrom.
 """
 
+from ._version import __version__
 from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .ensemble import Ensemble
@@ -14,9 +15,8 @@ from .neuron import CubaLIFState, cuba_lif_step
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
 from .trainer import TrainConfig, Trainer, load_network
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "TASKS",
     "Task",
     "load_task",
