@@ -7,7 +7,7 @@ The graph, node names fixed (``output="scores"``)::
     encoder, maelstrom_rec -> current (LI) -> readout_current (Linear) -> output  [if "current" is read]
 
 ``output="spikes"`` cuts it after the maelstrom (``maelstrom -> output``): the reservoir alone,
-for peers that have no ``LI`` node or that mis-order merging branches (see ``hardware/README.md``).
+for peers that have no ``LI`` node or that mis-order merging branches (see ``spiking_maelstrom/hardware/README.md``).
 
 Units, which NIR leaves to each backend: times in seconds; the step ``dt`` in the graph's
 metadata; potentials in units of the firing threshold (1 by default). The parameters are chosen
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__
+from .._version import __version__
 from ..encoders import MLPEncoder
 from ..files import atomic_write
 from ..maelstrom import Maelstrom, MaelstromConfig, MaelstromParameters

@@ -1,15 +1,17 @@
-"""Hardware targets as data: one TOML file per chip in the project's ``hardware/`` folder, each
-value cited there. A target says how weights, decays and thresholds are represented and which
+"""Hardware targets as data: one TOML file per chip in the package data ``spiking_maelstrom/hardware/``,
+each value cited there. A target says how weights, decays and thresholds are represented and which
 limits an export must respect."""
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-HARDWARE_DIR = Path(__file__).resolve().parents[2] / "hardware"
+HARDWARE_DIR = files("spiking_maelstrom.hardware")
 DECAY_KINDS = ("fraction", "shift", "float")
 RESETS = ("zero", "subtract")
 
@@ -17,7 +19,7 @@ RESETS = ("zero", "subtract")
 @dataclass(frozen=True)
 class Target:
     """What a chip (or a format) can represent. ``weight``, ``decay``, ``threshold``, ``state`` and
-    ``limits`` are the TOML tables of the same names (see ``hardware/README.md``)."""
+    ``limits`` are the TOML tables of the same names (see ``spiking_maelstrom/hardware/README.md``)."""
 
     name: str
     title: str
@@ -36,24 +38,28 @@ class Target:
 
 
 def available_targets() -> list[str]:
-    """Names of the targets in ``hardware/``."""
-    return sorted(p.stem for p in HARDWARE_DIR.glob("*.toml"))
+    """Names of the targets shipped in ``spiking_maelstrom/hardware/``."""
+    return sorted(p.name.removesuffix(".toml") for p in HARDWARE_DIR.iterdir() if p.name.endswith(".toml"))
+
+
+def _target_file(name_or_path: str | Path) -> Traversable:
+    """The TOML file of a shipped target by name, or the given ``.toml`` path as it is."""
+    if Path(name_or_path).suffix == ".toml":
+        return Path(name_or_path)
+    shipped = HARDWARE_DIR.joinpath(f"{name_or_path}.toml")
+    if not shipped.is_file():
+        known = ", ".join(available_targets()) or f"none found in {HARDWARE_DIR}"
+        raise ValueError(f"unknown hardware target {str(name_or_path)!r}: choose one of {known}, or give a .toml path")
+    return shipped
 
 
 def load_target(name_or_path: str | Path) -> Target:
-    """A target by name (a file in ``hardware/``) or by the path of a TOML file."""
-    path = Path(name_or_path)
-    if path.suffix != ".toml":
-        path = HARDWARE_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
-            known = ", ".join(available_targets()) or f"none found in {HARDWARE_DIR}"
-            raise ValueError(
-                f"unknown hardware target {str(name_or_path)!r}: choose one of {known}, or give a .toml path"
-            )
+    """A target by name (a file in ``spiking_maelstrom/hardware/``) or by the path of a TOML file."""
+    path = _target_file(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"hardware target file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"hardware target file {path} is not valid TOML: {err}") from err
     try:
