@@ -20,6 +20,7 @@ from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_score
 from .data import TASKS, load_task
 from .device import resolve_device
 from .ensemble import Ensemble
+from .evaluation import evaluate_network, load_network
 from .export.netx import write_netx
 from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
@@ -29,7 +30,7 @@ from .learning import RULES
 from .maelstrom import MaelstromConfig
 from .network import ENCODERS, FEATURES, READOUTS, NetworkConfig, build_network, network_config_for
 from .plots import plot_accuracy, plot_raster, plot_test
-from .trainer import LR_SCHEDULES, TrainConfig, Trainer, evaluate_network, load_network, train_and_score
+from .trainer import LR_SCHEDULES, TrainConfig, Trainer, train_and_score
 
 CHECKPOINT = "checkpoint.pt"
 
