@@ -15,10 +15,10 @@ from pathlib import Path
 
 from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.data import load_task
+from spiking_maelstrom.evaluation import evaluate_network, load_network
 from spiking_maelstrom.export.quantize import SCALINGS, quantize
 from spiking_maelstrom.export.targets import available_targets, load_target
 from spiking_maelstrom.files import write_json
-from spiking_maelstrom.trainer import evaluate_network, load_network
 
 
 def main() -> None:

@@ -69,10 +69,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from spiking_maelstrom.data import Task, load_task
+from spiking_maelstrom.evaluation import evaluate_network
 from spiking_maelstrom.learning import RULES, predict, train_batch
 from spiking_maelstrom.maelstrom import BACKENDS, Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
-from spiking_maelstrom.trainer import TrainConfig, Trainer, evaluate_network
+from spiking_maelstrom.trainer import TrainConfig, Trainer
 
 METHODS = (*(f"ours-{r}" for r in RULES), *(f"ours-{r}-ff" for r in RULES), "bptt")
 

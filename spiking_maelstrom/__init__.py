@@ -8,12 +8,13 @@ from ._version import __version__
 from .data import TASKS, Task, load_task
 from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .ensemble import Ensemble
+from .evaluation import load_network
 from .learning import RULES, make_rule, predict, train_batch
 from .maelstrom import Feedback, Maelstrom, MaelstromConfig, Probe
 from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
 from .neuron import CubaLIFState, cuba_lif_step
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
-from .trainer import TrainConfig, Trainer, load_network
+from .trainer import TrainConfig, Trainer
 
 __all__ = [
     "__version__",

@@ -24,6 +24,7 @@ from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_score
 from .data import TASKS, task_settings
 from .device import resolve_device
 from .ensemble import Ensemble
+from .evaluation import evaluate_network, load_network
 from .export.netx import write_netx
 from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
@@ -32,7 +33,6 @@ from .files import write_json
 from .plots import plot_test
 from .runs import CHECKPOINT, resume, start, train_run
 from .settings import Setting, add_settings, coerce, flatten, nest, settings_of
-from .trainer import evaluate_network, load_network
 
 # Short forms of the most used settings (today's README spellings).
 SHORT = {

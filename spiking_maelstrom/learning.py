@@ -24,10 +24,14 @@ features' gradient where the local rule reads it), then the rule's credit, into 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
 from .network import MaelstromNetwork, NetworkState, WindowOutput
+from .parts import Part
 
 RULES = ("frozen", "dfa", "local")
 
@@ -35,7 +39,7 @@ RULES = ("frozen", "dfa", "local")
 Credit = tuple[list[Tensor], list[Tensor | None]]
 
 
-class EncoderRule(nn.Module):
+class EncoderRule(nn.Module, Part):
     """How the encoder is credited; a module so that a rule's fixed matrices are saved with it."""
 
     # Whether the rule reads the loss's gradient with respect to the readout's features.
@@ -139,7 +143,7 @@ def penalty_on_currents(currents: Tensor, weights: Tensor, penalty: float) -> Te
     return penalty * (currents.pow(2).mean(-1) * weights.to(currents.dtype)).sum()
 
 
-class CurrentHomeostasis(nn.Module):
+class CurrentHomeostasis(nn.Module, Part):
     """Holds a trained encoder's drive at ``target`` times its initial level.
 
     The current penalty's weight becomes ``penalty * (E / E_0 - target)``: ``E`` is a running
@@ -164,6 +168,9 @@ class CurrentHomeostasis(nn.Module):
         """The running current energy over the first batch's (NaN before the first batch)."""
         return float(self.energy / self.initial)
 
+    def record(self) -> dict[str, float]:
+        return {"current_energy": self.ratio()}
+
     def weight(self, penalty: float) -> float:
         """The current penalty's weight for the next batch (0 before the first batch is seen)."""
         if torch.isnan(self.initial):
@@ -179,7 +186,7 @@ class CurrentHomeostasis(nn.Module):
             self.energy.lerp_(torch.tensor(energy, dtype=torch.float64), self.momentum)
 
 
-class WeightAverage(nn.Module):
+class WeightAverage(nn.Module, Part):
     """An exponential moving average of a network's trained weights: the network to evaluate.
 
     The average starts as the weights after the first batch; after the ``n``-th batch beyond it,
@@ -217,7 +224,7 @@ class WeightAverage(nn.Module):
         return {name: getattr(self, f"average_{i}") for i, name in enumerate(self.names)}
 
     @torch.no_grad()
-    def update(self, network: MaelstromNetwork) -> None:
+    def after_batch(self, network: MaelstromNetwork) -> None:
         """Move the averages towards the network's tensors as they are now (call after each step)."""
         n = int(self.updates)
         weight = 1.0 - min(self.decay, (1 + n) / (10 + n)) if n else 1.0
@@ -229,6 +236,16 @@ class WeightAverage(nn.Module):
     def state_of(self, network: MaelstromNetwork) -> dict[str, Tensor]:
         """``network.state_dict()`` with the averages in place of the tracked tensors."""
         return {**network.state_dict(), **self.averages()}
+
+    @contextmanager
+    def applied(self, network: MaelstromNetwork) -> Iterator[MaelstromNetwork]:
+        """``network`` with the averages in place of its tracked tensors, and its own restored afterwards."""
+        live = {name: t.detach().clone() for name, t in self.tracked(network).items()}
+        network.load_state_dict(self.averages(), strict=False)
+        try:
+            yield network
+        finally:
+            network.load_state_dict(live, strict=False)
 
 
 def _gram_current_penalty(a: Tensor, layer: nn.Linear, weights: Tensor, penalty: float) -> Tensor:

@@ -48,7 +48,7 @@ def plot_accuracy(history: list[dict[str, Any]], path: str | Path, title: str = 
 def plot_test(
     confusion: list[list[int]], accuracy_over_time: list[float | None], dt: float, path: str | Path, title: str = ""
 ) -> Path:
-    """A test result (``trainer.evaluate_network``'s): the confusion matrix, and the accuracy of
+    """A test result (``evaluation.evaluate_network``'s): the confusion matrix, and the accuracy of
     the online decision as it stands at each step, against time into the sample."""
     counts = torch.tensor(confusion)
     n = counts.shape[0]

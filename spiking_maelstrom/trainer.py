@@ -1,11 +1,9 @@
-"""Trainer: epochs of online training, evaluation, metrics, checkpoints and resume."""
+"""Trainer: epochs of online training, their metrics, checkpoints and resume; one cross-validation fold."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,18 +16,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
 from .data.task import augmented
 from .ensemble import Ensemble
-from .learning import (
-    RULES,
-    CurrentHomeostasis,
-    WeightAverage,
-    make_rule,
-    masked_log_probs,
-    predict,
-    sequence_loss,
-    step_weights,
-    train_batch,
-)
+from .evaluation import evaluate_network, load_network
+from .learning import RULES, CurrentHomeostasis, WeightAverage, make_rule, predict, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
+from .parts import AugmentationStreams, Part, ScheduledAdam
 from .readouts import LinearReadout, RidgeReadout
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -108,7 +98,10 @@ class TrainConfig:
 
 
 class Trainer:
-    """Trains a :class:`MaelstromNetwork` on a :class:`Task`; the maelstrom itself is never touched."""
+    """Trains a :class:`MaelstromNetwork` on a :class:`Task`; the maelstrom itself is never touched.
+
+    What the run holds beside the network are its ``parts`` (``parts.Part``), by the names under
+    which a checkpoint keeps them."""
 
     def __init__(
         self,
@@ -137,8 +130,15 @@ class Trainer:
         groups = [g for g in groups if g["params"]]
         average = config.weight_average
         self.average = None if average is None else WeightAverage(network, average).to(self.device)
-        self.optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay) if groups else None
-        self._base_lrs = [g["lr"] for g in groups]
+        self.optimizer = ScheduledAdam(groups, config.weight_decay, config.lr_schedule) if groups else None
+        parts: dict[str, Part | None] = {
+            "rule": self.rule,
+            "augmentation": AugmentationStreams(task.random_transforms()),
+            "optimizer": self.optimizer,
+            "homeostasis": self.homeostasis,
+            "weight_average": self.average,
+        }
+        self.parts = {name: part for name, part in parts.items() if part is not None}
         self.train_set, self.val_set = validation_split(task.train, config.val_fraction, config.seed)
         if task.augment is not None or task.blend is not None:
             self.train_set = augmented(self.train_set, task.augment, task.blend)
@@ -166,30 +166,7 @@ class Trainer:
             self._fit_ridge(self.network.readout)
             loss, accuracy = float("nan"), None
         else:
-            total, correct, samples = 0.0, 0, 0
-            loader = self._loader(self.train_set, shuffle=True)
-            bar = self._bar(loader, f"epoch {self.epoch + 1}")
-            for batch, (x, y) in enumerate(bar):
-                self._schedule_learning_rates(self.epoch * len(loader) + batch, self.config.epochs * len(loader))
-                x, y = x.to(self.device), y.to(self.device)
-                batch_loss, logits = train_batch(
-                    self.network,
-                    self.rule,
-                    self.optimizer,
-                    x,
-                    y,
-                    self.mask,
-                    self.config.window,
-                    self.config.current_penalty,
-                    self.homeostasis,
-                )
-                if self.average is not None:
-                    self.average.update(self.network)
-                total += batch_loss * len(y)
-                correct += int((predict(logits, self.mask) == y).sum())
-                samples += len(y)
-                bar.set_postfix(loss=f"{batch_loss:.3f}")
-            loss, accuracy = total / max(samples, 1), correct / max(samples, 1)
+            loss, accuracy = self._train_batches()
         seconds = time.perf_counter() - start
         self.train_seconds += seconds
         self.epoch += 1
@@ -198,17 +175,38 @@ class Trainer:
         record = {"epoch": self.epoch, "train_loss": loss, "train_accuracy": accuracy, "seconds": seconds}
         if len(self.val_set):
             record["val_accuracy"] = self.evaluate(self.val_set)["accuracy"]
-        if self.homeostasis is not None:
-            record["current_energy"] = self.homeostasis.ratio()
+        for part in self.parts.values():
+            record.update(part.record())
         self.history.append(record)
         return record
 
-    def _schedule_learning_rates(self, step: int, steps: int) -> None:
-        """Set the learning rates for batch ``step`` of ``steps`` (see ``TrainConfig.lr_schedule``)."""
-        if self.config.lr_schedule == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * min(step / steps, 1.0)))
-            for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
-                group["lr"] = base * factor
+    def _train_batches(self) -> tuple[float, float]:
+        """One pass of online training over the shuffled training split: its mean loss and accuracy."""
+        total, correct, samples = 0.0, 0, 0
+        loader = self._loader(self.train_set, shuffle=True)
+        bar = self._bar(loader, f"epoch {self.epoch + 1}")
+        for batch, (x, y) in enumerate(bar):
+            for part in self.parts.values():
+                part.before_batch(self.epoch * len(loader) + batch, self.config.epochs * len(loader))
+            x, y = x.to(self.device), y.to(self.device)
+            batch_loss, logits = train_batch(
+                self.network,
+                self.rule,
+                self.optimizer,
+                x,
+                y,
+                self.mask,
+                self.config.window,
+                self.config.current_penalty,
+                self.homeostasis,
+            )
+            for part in self.parts.values():
+                part.after_batch(self.network)
+            total += batch_loss * len(y)
+            correct += int((predict(logits, self.mask) == y).sum())
+            samples += len(y)
+            bar.set_postfix(loss=f"{batch_loss:.3f}")
+        return total / max(samples, 1), correct / max(samples, 1)
 
     @torch.no_grad()
     def _fit_ridge(self, readout: RidgeReadout) -> None:
@@ -246,22 +244,13 @@ class Trainer:
         with self.averaged() as network:
             return evaluate_network(network, dataset, self.task.mask, self.config.batch_size)
 
-    @contextmanager
-    def averaged(self) -> Iterator[MaelstromNetwork]:
+    def averaged(self) -> AbstractContextManager[MaelstromNetwork]:
         """The network as it is evaluated and saved for inference: with ``weight_average``, its
         averaged weights in place, and the live ones restored afterwards."""
-        if self.average is None:
-            yield self.network
-            return
-        live = {name: t.detach().clone() for name, t in self.average.tracked(self.network).items()}
-        self.network.load_state_dict(self.average.averages(), strict=False)
-        try:
-            yield self.network
-        finally:
-            self.network.load_state_dict(live, strict=False)
+        return nullcontext(self.network) if self.average is None else self.average.applied(self.network)
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to rebuild and resume this run."""
+        """Everything needed to rebuild and resume this run: each part's state under its name."""
         return {
             "network_config": self.network.config.to_dict(),
             "train_config": asdict(self.config),
@@ -269,11 +258,7 @@ class Trainer:
             # What inference loads (``load_network``); with an average, training resumes from "live_model".
             "model": self.network.state_dict() if self.average is None else self.average.state_of(self.network),
             "live_model": None if self.average is None else self.network.state_dict(),
-            "weight_average": None if self.average is None else self.average.state_dict(),
-            "rule": self.rule.state_dict(),
-            "augmentation": [t.rng_state() for t in self.task.random_transforms()],
-            "homeostasis": self.homeostasis.state_dict() if self.homeostasis is not None else None,
-            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            **{name: part.state_dict() for name, part in self.parts.items()},
             "epoch": self.epoch,
             "history": self.history,
             "train_seconds": self.train_seconds,
@@ -287,91 +272,25 @@ class Trainer:
     def resume(
         cls, path: str | Path, task: Task, device: str | torch.device = "cpu", progress: bool = True, **overrides: Any
     ) -> Trainer:
-        """Rebuild network, optimiser and history from a checkpoint; ``overrides`` change the
-        training config (e.g. more ``epochs``)."""
+        """Rebuild network, parts and history from a checkpoint; ``overrides`` change the
+        training config (e.g. more ``epochs``). A part the checkpoint lacks (one from before the
+        part was kept, e.g. augmentation streams before 2026-12-02) starts afresh."""
         payload = load_checkpoint(path)
         network = load_network(payload, device)
+        if payload.get("live_model") is not None:
+            network.load_state_dict(payload["live_model"])
         config = TrainConfig(**{**payload["train_config"], **overrides})
         trainer = cls(network, task, config, progress=progress)
-        trainer.rule.load_state_dict(payload["rule"])
-        trainer._restore_augmentation(payload.get("augmentation"), path)
-        if trainer.average is not None and payload.get("weight_average") is not None:
-            network.load_state_dict(payload["live_model"])
-            trainer.average.load_state_dict(payload["weight_average"])
-        if trainer.homeostasis is not None and payload.get("homeostasis") is not None:
-            trainer.homeostasis.load_state_dict(payload["homeostasis"])
-        if trainer.optimizer is not None and payload["optimizer"] is not None:
-            trainer.optimizer.load_state_dict(payload["optimizer"])
+        for name, part in trainer.parts.items():
+            if payload.get(name) is not None:
+                try:
+                    part.load_state_dict(payload[name])
+                except ValueError as err:
+                    raise ValueError(f"{path}: {err}") from err
         trainer.epoch = payload["epoch"]
         trainer.history = list(payload["history"])
         trainer.train_seconds = payload["train_seconds"]
         return trainer
-
-    def _restore_augmentation(self, states: list[dict[str, Any]] | None, path: str | Path) -> None:
-        """Continue the augmentations' random streams where the checkpoint left them (checkpoints
-        from before 2026-12-02 kept none: their augmentations start afresh)."""
-        if states is None:
-            return
-        transforms = self.task.random_transforms()
-        if len(states) != len(transforms):
-            raise ValueError(
-                f"{path}: the run was trained with {len(states)} random augmentation(s), this task has "
-                f"{len(transforms)}: resume with the run's own --task-option augmentation settings"
-            )
-        for transform, state in zip(transforms, states, strict=True):
-            transform.set_rng_state(state)
-
-
-@torch.no_grad()
-def evaluate_network(
-    network: MaelstromNetwork | Ensemble,
-    dataset: Dataset,
-    mask: torch.Tensor,
-    batch_size: int = 64,
-    keep_scores: bool = False,
-) -> dict[str, Any]:
-    """Accuracy, mean loss and sample count over ``dataset`` (decision: ``learning.predict``),
-    the ``confusion`` matrix (rows: true class, columns: decided class) and the
-    ``accuracy_over_time``: at each step, the accuracy of the decision as it stands then (None
-    before the first step the mask scores). With ``keep_scores`` also each sample's ``scores``
-    ``[n, C]`` (``learning.decision_scores``) and ``labels``."""
-    network.eval()
-    device = next(network.buffers()).device
-    mask = mask.to(device)
-    correct, loss, samples, scores, labels = 0, 0.0, 0, [], []
-    confusion = torch.zeros(network.n_classes, network.n_classes, dtype=torch.long)
-    correct_over_time = None
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        x, y = x.to(device), y.to(device)
-        logits = network(x).logits
-        loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
-        log_probs = masked_log_probs(logits, mask)
-        batch_scores = log_probs.sum(1)  # learning.decision_scores
-        decided = batch_scores.argmax(-1)
-        correct += int((decided == y).sum())
-        samples += x.shape[0]
-        confusion += (
-            torch.bincount(y * network.n_classes + decided, minlength=confusion.numel()).view_as(confusion).cpu()
-        )
-        right = (log_probs.cumsum(1).argmax(-1) == y[:, None]).sum(0).cpu()
-        correct_over_time = right if correct_over_time is None else correct_over_time + right
-        if keep_scores:
-            scores.append(batch_scores.cpu())
-            labels.append(y.cpu())
-    if samples == 0:
-        raise ValueError("cannot evaluate on an empty data set")
-    scored = mask.reshape(-1, mask.shape[-1]).any(0).cumsum(0).cpu() > 0
-    over_time = [c / samples if s else None for c, s in zip(correct_over_time.tolist(), scored.tolist(), strict=True)]
-    result: dict[str, Any] = {
-        "accuracy": correct / samples,
-        "loss": loss / samples,
-        "samples": samples,
-        "confusion": confusion.tolist(),
-        "accuracy_over_time": over_time,
-    }
-    if keep_scores:
-        result.update(scores=torch.cat(scores), labels=torch.cat(labels))
-    return result
 
 
 def train_and_score(
@@ -402,11 +321,3 @@ def train_and_score(
         networks = [stack.enter_context(t.averaged()) for t in trainers]
         model = networks[0] if members == 1 else Ensemble(networks)
         return evaluate_network(model, task.test, task.mask, train_config.batch_size, keep_scores=True)
-
-
-def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:
-    """The trained network stored in a checkpoint (a path or an already loaded payload)."""
-    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
-    network.load_state_dict(payload["model"])
-    return network.eval()

@@ -178,8 +178,8 @@ def test_evaluate_scores_several_runs_as_one_ensemble(tmp_path, capsys):
 
     from spiking_maelstrom import load_task
     from spiking_maelstrom.checkpoint import load_checkpoint, save_checkpoint
+    from spiking_maelstrom.evaluation import load_network
     from spiking_maelstrom.learning import predict
-    from spiking_maelstrom.trainer import load_network
 
     runs = [tmp_path / "s3", tmp_path / "s4"]
     for seed, run in zip((3, 4), runs, strict=True):

@@ -10,8 +10,9 @@ import torch
 
 from spiking_maelstrom import TrainConfig, Trainer, load_network
 from spiking_maelstrom import trainer as trainer_module
-from spiking_maelstrom.checkpoint import load_checkpoint
+from spiking_maelstrom.checkpoint import load_checkpoint, save_checkpoint
 from spiking_maelstrom.data.transforms import Blend, ChannelShift, Compose, TimeJitter
+from spiking_maelstrom.evaluation import evaluate_network
 from spiking_maelstrom.files import atomic_write
 
 from .conftest import tiny_network
@@ -116,6 +117,21 @@ def test_cosine_schedule_runs_both_learning_rates_down_and_resumes_on_course(tin
         TrainConfig(lr_schedule="step")
 
 
+def test_checkpoint_keeps_each_part_under_its_name_and_resumes_the_earlier_layout(tiny_task, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=16, window=10, encoder_rule="local", current_penalty=0.1)
+    full = Trainer(tiny_network(tiny_task), tiny_task, replace(config, current_target=1.0, weight_average=0.9))
+    assert list(full.parts) == ["rule", "augmentation", "optimizer", "homeostasis", "weight_average"]
+    assert set(full.parts) <= set(full.state())
+    plain = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    plain.train_epoch()
+    assert list(plain.parts) == ["rule", "augmentation", "optimizer"]
+    # Checkpoints from before the parts held None for an absent homeostasis and weight average.
+    save_checkpoint(tmp_path / "c.pt", {**plain.state(), "homeostasis": None, "weight_average": None})
+    resumed = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    assert resumed.epoch == 1
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == plain.optimizer.state_dict()["state"][0]["step"]
+
+
 def test_bad_checkpoints_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -176,7 +192,7 @@ def test_evaluation_gives_the_confusion_and_the_decision_at_every_step(tiny_task
 
     late = torch.zeros_like(tiny_task.mask)
     late[5:] = True  # a readout window that opens at step 5: no decision before it
-    masked = trainer_module.evaluate_network(trainer.network, tiny_task.test, late)
+    masked = evaluate_network(trainer.network, tiny_task.test, late)
     assert masked["accuracy_over_time"][:5] == [None] * 5
     assert all(0.0 <= a <= 1.0 for a in masked["accuracy_over_time"][5:])
 
@@ -211,7 +227,7 @@ def test_weight_average_follows_its_warm_up_formula(tiny_task):
     for n in range(12):
         with torch.no_grad():
             weight.add_(1.0)
-        average.update(network)
+        average.after_batch(network)
         expected += (1 - min(0.5, (1 + n) / (10 + n)) if n else 1.0) * (weight.detach() - expected)
         assert torch.allclose(average.averages()["readout.1.weight"], expected), n
     assert "readout.0.mean" in average.names and "readout.0.initialised" not in average.names
@@ -229,10 +245,10 @@ def test_weight_average_is_evaluated_and_saved_but_never_trained_on(tiny_task, t
     for name, value in plain.network.state_dict().items():  # the same updates: training never sees it
         assert torch.equal(value, averaged.network.state_dict()[name]), name
     result = averaged.evaluate(tiny_task.test)
-    live = trainer_module.evaluate_network(averaged.network, tiny_task.test, tiny_task.mask, 16)
+    live = evaluate_network(averaged.network, tiny_task.test, tiny_task.mask, 16)
     assert result["loss"] != live["loss"]
     restored = load_network(tmp_path / "c.pt")  # what evaluate and export load
-    assert trainer_module.evaluate_network(restored, tiny_task.test, tiny_task.mask, 16) == result
+    assert evaluate_network(restored, tiny_task.test, tiny_task.mask, 16) == result
     with pytest.raises(ValueError, match="weight_average"):
         TrainConfig(weight_average=0.0)
 

@@ -1,0 +1,75 @@
+"""Scoring trained networks: the network a checkpoint holds (``load_network``, what ``evaluate``
+and ``export`` load) and its accuracy, loss, confusion and decision over time on a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import load_checkpoint
+from .ensemble import Ensemble
+from .learning import masked_log_probs, sequence_loss, step_weights
+from .network import MaelstromNetwork, NetworkConfig, build_network
+
+
+@torch.no_grad()
+def evaluate_network(
+    network: MaelstromNetwork | Ensemble,
+    dataset: Dataset,
+    mask: torch.Tensor,
+    batch_size: int = 64,
+    keep_scores: bool = False,
+) -> dict[str, Any]:
+    """Accuracy, mean loss and sample count over ``dataset`` (decision: ``learning.predict``),
+    the ``confusion`` matrix (rows: true class, columns: decided class) and the
+    ``accuracy_over_time``: at each step, the accuracy of the decision as it stands then (None
+    before the first step the mask scores). With ``keep_scores`` also each sample's ``scores``
+    ``[n, C]`` (``learning.decision_scores``) and ``labels``."""
+    network.eval()
+    device = next(network.buffers()).device
+    mask = mask.to(device)
+    correct, loss, samples, scores, labels = 0, 0.0, 0, [], []
+    confusion = torch.zeros(network.n_classes, network.n_classes, dtype=torch.long)
+    correct_over_time = None
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        logits = network(x).logits
+        loss += float(sequence_loss(logits, y, step_weights(mask, x.shape[0]))) * x.shape[0]
+        log_probs = masked_log_probs(logits, mask)
+        batch_scores = log_probs.sum(1)  # learning.decision_scores
+        decided = batch_scores.argmax(-1)
+        correct += int((decided == y).sum())
+        samples += x.shape[0]
+        confusion += (
+            torch.bincount(y * network.n_classes + decided, minlength=confusion.numel()).view_as(confusion).cpu()
+        )
+        right = (log_probs.cumsum(1).argmax(-1) == y[:, None]).sum(0).cpu()
+        correct_over_time = right if correct_over_time is None else correct_over_time + right
+        if keep_scores:
+            scores.append(batch_scores.cpu())
+            labels.append(y.cpu())
+    if samples == 0:
+        raise ValueError("cannot evaluate on an empty data set")
+    scored = mask.reshape(-1, mask.shape[-1]).any(0).cumsum(0).cpu() > 0
+    over_time = [c / samples if s else None for c, s in zip(correct_over_time.tolist(), scored.tolist(), strict=True)]
+    result: dict[str, Any] = {
+        "accuracy": correct / samples,
+        "loss": loss / samples,
+        "samples": samples,
+        "confusion": confusion.tolist(),
+        "accuracy_over_time": over_time,
+    }
+    if keep_scores:
+        result.update(scores=torch.cat(scores), labels=torch.cat(labels))
+    return result
+
+
+def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:
+    """The trained network stored in a checkpoint (a path or an already loaded payload)."""
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
+    network.load_state_dict(payload["model"])
+    return network.eval()
