@@ -19,7 +19,18 @@ from typing import Any
 from . import __version__
 from .baselines import InputBaselineConfig, input_baseline_accuracy
 from .checkpoint import load_checkpoint
-from .config import LEAVES, CVConfig, TaskConfig, checked, layered, read_config, recipes, resolve, run_settings
+from .config import (
+    DEFAULT_RECIPES,
+    LEAVES,
+    CVConfig,
+    TaskConfig,
+    checked,
+    layered,
+    read_config,
+    recipes,
+    resolve,
+    run_settings,
+)
 from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_scores
 from .data import TASKS, task_settings
 from .device import resolve_device
@@ -112,7 +123,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(width: int | None = None) -> argparse.ArgumentParser:
+    """The command line; ``width`` fixes the help's line width (for ``cli_reference``)."""
     parser = argparse.ArgumentParser(
         prog="maelstrom",
         description="Maelstrom networks: a frozen spiking reservoir between a trainable encoder and readout.",
@@ -123,7 +135,39 @@ def _parser() -> argparse.ArgumentParser:
     _baseline_parser(sub)
     _evaluate_parser(sub)
     _export_parser(sub)
+    if width is not None:
+        for each in (parser, *sub.choices.values()):
+            each.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=width)
     return parser
+
+
+REFERENCE_INTRO = """# Command line
+
+Generated from the parser by `spiking_maelstrom.cli.cli_reference` (`tests/test_docs.py` checks that
+it is current). Every setting of a run is one field of a config dataclass (`config.RunConfig`:
+`network` is `NetworkConfig`, `network.maelstrom` `MaelstromConfig`, `train` `TrainConfig`, `cv`
+`CVConfig`, `task` the task's options), with the same name on the command line and in a TOML file:
+`--train.epochs 20` is `epochs = 20` under `[train]`, `--network.maelstrom.n_neurons 1000` is
+`n_neurons = 1000` under `[network.maelstrom]`, `--task.shift 2` is `shift = 2` under `[task]`.
+Dashes may replace underscores (`--train.encoder-rule`); the most used settings have short forms
+(`--epochs`, `--neurons`, `--dataset`, ...). Lists take several values (`--network.features trace
+current`), booleans `true` or `false`, optional settings `none`.
+
+Layers, later winning: the dataclasses' defaults; the task's own (its shapes, its encoder); the data
+set's default recipe (`nmnist`: `nmnist-local`, `shd`: `fsdd-dfa`), or instead the `--config` file;
+the command line. A run writes its resolved config to `RUN/config.toml`:
+`maelstrom train --config RUN/config.toml --out RUN2` reruns it. The recipes are in `recipes/`.
+"""
+
+
+def cli_reference() -> str:
+    """The command line's help as Markdown: ``docs/cli.md``."""
+    parser = _parser(width=100)
+    subcommands = parser._subparsers._group_actions[0].choices  # argparse keeps the subcommands only here
+    pages = [REFERENCE_INTRO, "```text", parser.format_help().rstrip(), "```"]
+    for name, sub in subcommands.items():
+        pages += [f"\n## maelstrom {name}\n", "```text", sub.format_help().rstrip(), "```"]
+    return "\n".join(pages) + "\n"
 
 
 def _train_parser(sub: Any) -> None:
@@ -222,6 +266,9 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         run, task, trainer = resume(args.out, flatten(checked(nest(given)), LEAVES), progress)
     else:
         config = read_config(args.config) if args.config else None
+        name = given.get("task.name", TaskConfig.name)
+        if config is None and name in DEFAULT_RECIPES:
+            print(f"{name}: the recipe {DEFAULT_RECIPES[name]} under the settings given (--config FILE replaces it)")
         run, task = resolve(layered(config, nest(given)), progress)
         trainer = start(run, task, progress)
     metrics = train_run(run, task, trainer, args.out, progress)

@@ -204,8 +204,6 @@ def layered(config: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, A
     if config is None:
         name = given.get("task", {}).get("name", TaskConfig.name)
         config = read_config(DEFAULT_RECIPES[name]) if name in DEFAULT_RECIPES else {}
-        if name != config.get("task", {}).get("name", name):
-            raise ValueError(f"the default recipe of {name} is for another task")
     return checked(merge(config, given))
 
 
