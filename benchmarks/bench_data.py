@@ -59,7 +59,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         cache_dir = args.cache_dir or Path(scratch)
         start = time.perf_counter()
-        cached = [CachedFrames(files, transform, cache_dir, progress=False) for files in splits]
+        cached = [CachedFrames(files, transform, cache_dir) for files in splits]
         build = time.perf_counter() - start
 
         def cached_pass() -> None:

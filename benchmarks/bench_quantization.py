@@ -32,7 +32,7 @@ def main() -> None:
     options = dict(payload["task"]["options"])
     data_dir = args.data_dir or options.pop("data_dir", None)
     options.pop("data_dir", None)
-    task = load_task(payload["task"]["name"], data_dir, progress=False, **options)
+    task = load_task(payload["task"]["name"], data_dir, **options)
     network = load_network(payload)
     batch = payload["train_config"]["batch_size"]
     base = evaluate_network(network, task.test, task.mask, batch)["accuracy"]

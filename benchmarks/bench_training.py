@@ -98,7 +98,7 @@ class OursMethod:
             seed=args.seed,
             **task.train_defaults,
         )
-        self.trainer = Trainer(self.network, task, train, progress=False)
+        self.trainer = Trainer(self.network, task, train)
         self.task, self.batch, self.window = task, args.batch, args.window
 
     def train(self) -> None:
@@ -206,7 +206,6 @@ def load(args: argparse.Namespace, steps: int) -> Task:
     return load_task(
         "shd",
         data_dir=args.data_dir,
-        progress=False,
         n_steps=steps,
         dt_ms=args.duration_ms / steps,
         channel_bin=args.channel_bin,

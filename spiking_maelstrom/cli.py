@@ -42,6 +42,7 @@ from .export.quantize import SCALINGS, quantize
 from .export.targets import available_targets, load_target
 from .files import write_json
 from .plots import plot_test
+from .progress import verbosity
 from .runs import CHECKPOINT, resume, start, train_run
 from .settings import Setting, add_settings, coerce, flatten, nest, settings_of
 
@@ -185,7 +186,7 @@ def _train_parser(sub: Any) -> None:
     )
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory [default: runs/latest]")
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_run_options(train)
 
 
@@ -200,7 +201,7 @@ def _baseline_parser(sub: Any) -> None:
         "--task-option", action="append", metavar="KEY=VALUE", help="deprecated spelling of --task.KEY VALUE"
     )
     baseline.add_argument("--out", type=Path, default=Path("runs/baseline"), help="run directory")
-    baseline.add_argument("--quiet", action="store_true", help="no progress bars")
+    baseline.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
 
 
 def _evaluate_parser(sub: Any) -> None:
@@ -259,19 +260,18 @@ def _export_parser(sub: Any) -> None:
 
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     given = _given(args)
-    progress = not args.quiet
     if args.resume:
         if args.config:
             raise CLIError("--resume continues the run in --out with its own config: it takes no --config")
-        run, task, trainer = resume(args.out, flatten(checked(nest(given)), LEAVES), progress)
+        run, task, trainer = resume(args.out, flatten(checked(nest(given)), LEAVES))
     else:
         config = read_config(args.config) if args.config else None
         name = given.get("task.name", TaskConfig.name)
         if config is None and name in DEFAULT_RECIPES:
             print(f"{name}: the recipe {DEFAULT_RECIPES[name]} under the settings given (--config FILE replaces it)")
-        run, task = resolve(layered(config, nest(given)), progress)
-        trainer = start(run, task, progress)
-    metrics = train_run(run, task, trainer, args.out, progress)
+        run, task = resolve(layered(config, nest(given)))
+        trainer = start(run, task)
+    metrics = train_run(run, task, trainer, args.out)
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['test_samples']} samples "
         f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
@@ -283,7 +283,7 @@ def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
     tree = checked(nest({"task.name": "nmnist", **_given(args)}))
     cv = CVConfig(**tree.get("cv", {}))
     options = dict(tree["task"])
-    task = TaskConfig(options.pop("name"), options).load(not args.quiet)
+    task = TaskConfig(options.pop("name"), options).load()
     config = InputBaselineConfig(
         **{
             s.key: coerce(getattr(args, s.key), s.type, s.key)
@@ -323,7 +323,7 @@ def _task(name: str, options: dict[str, Any], data_dir: Path | None) -> Any:
     """Task ``name`` with ``options``, read from ``data_dir`` where given and the task reads files."""
     if data_dir is not None and "data_dir" in {s.key for s in task_settings(name)}:
         options = {**options, "data_dir": str(data_dir)}
-    return TaskConfig(name, options).load(progress=False)
+    return TaskConfig(name, options).load()
 
 
 def _run_task(payload: dict[str, Any], data_dir: Path | None) -> Any:
@@ -420,10 +420,10 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    command = {"train": cmd_train, "baseline": cmd_baseline, "evaluate": cmd_evaluate, "export": cmd_export}
     try:
-        {"train": cmd_train, "baseline": cmd_baseline, "evaluate": cmd_evaluate, "export": cmd_export}[args.command](
-            args
-        )
+        with verbosity(not getattr(args, "quiet", False)):
+            command[args.command](args)
     except (CLIError, ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"maelstrom: error: {err}", file=sys.stderr)
         return 2

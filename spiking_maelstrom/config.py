@@ -75,9 +75,9 @@ class TaskConfig:
         if data_dir is not None and not Path(data_dir).is_dir():
             raise ValueError(f"task.data_dir {data_dir} is not a directory")
 
-    def load(self, progress: bool = True) -> Task:
+    def load(self) -> Task:
         options = dict(self.options)
-        return load_task(self.name, options.pop("data_dir", None), progress=progress, **options)
+        return load_task(self.name, options.pop("data_dir", None), **options)
 
 
 @dataclass
@@ -207,7 +207,7 @@ def layered(config: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, A
     return checked(merge(config, given))
 
 
-def resolve(tree: dict[str, Any], progress: bool = True) -> tuple[RunConfig, Task]:
+def resolve(tree: dict[str, Any]) -> tuple[RunConfig, Task]:
     """Build and validate the run that ``tree`` (from ``layered``) describes, and load its task;
     all that can be checked without the data is checked before it is read."""
     seed = tree.get("seed", RunConfig.seed)
@@ -217,7 +217,7 @@ def resolve(tree: dict[str, Any], progress: bool = True) -> tuple[RunConfig, Tas
     MaelstromConfig(**maelstrom)
     cv = CVConfig(**tree.get("cv", {}))
     options = dict(tree.get("task", {}))
-    task = TaskConfig(options.pop("name", TaskConfig.name), options).load(progress)
+    task = TaskConfig(options.pop("name", TaskConfig.name), options).load()
     run = RunConfig(
         task=TaskConfig(task.name, dict(task.options)),
         network=network_config_for(task, maelstrom, **network, seed=seed),

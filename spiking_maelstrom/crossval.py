@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from .checkpoint import load_plain
 from .data import Task
 from .files import atomic_write
+from .progress import bar, note
 
 
 def dataset_groups(dataset: Dataset, group_by: str) -> np.ndarray:
@@ -69,7 +69,6 @@ def cross_validate(
     folds: int = 5,
     seed: int = 0,
     group_by: str | None = None,
-    progress: bool = True,
 ) -> dict[str, Any]:
     """Score ``run`` on each fold: ``run`` gets a copy of ``task`` whose ``train`` is the fold's
     training part and whose ``test`` is its held-out part (of the training files), and returns an
@@ -77,13 +76,13 @@ def cross_validate(
     groups = dataset_groups(task.train, group_by) if group_by else None
     scores, held = [], []
     splits = fold_indices(len(task.train), folds, seed, groups)
-    for k, (train_idx, held_idx) in enumerate(tqdm(splits, desc="cross-validation", disable=not progress or None)):
+    for k, (train_idx, held_idx) in enumerate(bar(splits, desc="cross-validation")):
         fold = replace(task, train=Subset(task.train, train_idx), test=Subset(task.train, held_idx))
         scores.append(float(run(fold)))
         held.append(sorted({str(g) for g in groups[held_idx]}) if groups is not None else len(held_idx))
-        if progress:  # a fold can take many minutes: its result as soon as it is known
-            what = f"{group_by} {', '.join(held[-1])}" if groups is not None else f"{held[-1]} samples"
-            tqdm.write(f"fold {k + 1}/{folds} (held out: {what}): accuracy {scores[-1]:.4f}")
+        # A fold can take many minutes: its result as soon as it is known.
+        what = f"{group_by} {', '.join(held[-1])}" if groups is not None else f"{held[-1]} samples"
+        note(f"fold {k + 1}/{folds} (held out: {what}): accuracy {scores[-1]:.4f}")
     return {
         "folds": folds,
         "group_by": group_by,

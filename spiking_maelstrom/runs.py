@@ -25,14 +25,14 @@ CONFIG = "config.toml"
 RESUMABLE = ("train.epochs", "cv.", "task.data_dir", "task.cache_dir", "device")
 
 
-def start(run: RunConfig, task: Task, progress: bool = True) -> Trainer:
+def start(run: RunConfig, task: Task) -> Trainer:
     """A fresh trainer for ``run`` on ``task``."""
     device = resolve_device(run.device)
     torch.manual_seed(run.seed)
-    return Trainer(build_network(run.network, device=device), task, run.train, progress=progress)
+    return Trainer(build_network(run.network, device=device), task, run.train)
 
 
-def resume(out: Path, given: dict[str, Any], progress: bool = True) -> tuple[RunConfig, Task, Trainer]:
+def resume(out: Path, given: dict[str, Any]) -> tuple[RunConfig, Task, Trainer]:
     """The run in ``out`` continued: its own settings, with only ``RESUMABLE`` ones ``given`` (flat keys)."""
     checkpoint = out / CHECKPOINT
     if not checkpoint.is_file():
@@ -45,9 +45,9 @@ def resume(out: Path, given: dict[str, Any], progress: bool = True) -> tuple[Run
     options = {**run.task.options, **{k.removeprefix("task."): v for k, v in given.items() if k.startswith("task.")}}
     run = replace(run, task=TaskConfig(run.task.name, options))
     run = replace(run, train=replace(run.train, epochs=given.get("train.epochs", run.train.epochs)))
-    task = run.task.load(progress)
+    task = run.task.load()
     device = resolve_device(run.device)
-    trainer = Trainer.resume(checkpoint, task, device=device, progress=progress, epochs=run.train.epochs)
+    trainer = Trainer.resume(checkpoint, task, device=device, epochs=run.train.epochs)
     return run, task, trainer
 
 
@@ -58,7 +58,7 @@ def write_config(path: Path, run: RunConfig) -> Path:
     return path
 
 
-def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path, progress: bool = True) -> dict[str, Any]:
+def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path) -> dict[str, Any]:
     """Train ``trainer`` to its epochs (checkpointing each), score it on ``task.test``, cross-validate
     ``run``'s settings if it asks, and write the run directory ``out``; returns the metrics."""
     write_config(out / CONFIG, run)
@@ -69,7 +69,7 @@ def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path, progress:
     test = trainer.evaluate(task.test)
     rate = _plots(trainer, task, test, out)
     metrics = _metrics(trainer, task, test, rate)
-    metrics["cv"] = _cross_validate(run, trainer, task, out, progress)
+    metrics["cv"] = _cross_validate(run, trainer, task, out)
     if run.cv.members > 1:
         metrics["cv_members"] = run.cv.members
     write_json(out / "metrics.json", metrics)
@@ -117,7 +117,7 @@ def _metrics(trainer: Trainer, task: Task, test: dict[str, Any], rate: float) ->
     }
 
 
-def _cross_validate(run: RunConfig, trainer: Trainer, task: Task, out: Path, progress: bool) -> dict[str, Any] | None:
+def _cross_validate(run: RunConfig, trainer: Trainer, task: Task, out: Path) -> dict[str, Any] | None:
     """K-fold CV of the run's settings on the folds its own seed draws; each fold's scores saved."""
     if not run.cv.folds:
         return None
@@ -128,7 +128,7 @@ def _cross_validate(run: RunConfig, trainer: Trainer, task: Task, out: Path, pro
         folds[-1]["indices"] = list(fold.test.indices)
         return folds[-1]["accuracy"]
 
-    result = cross_validate(task, score_fold, run.cv.folds, run.seed, run.cv.group_by, progress=progress)
+    result = cross_validate(task, score_fold, run.cv.folds, run.seed, run.cv.group_by)
     save_fold_scores(out / CV_SCORES, folds)
     print(f"{run.cv.folds}-fold cross-validation: {100 * result['mean']:.1f} +- {100 * result['std']:.1f} %")
     return result

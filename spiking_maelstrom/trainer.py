@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Task, validation_split
@@ -20,6 +19,7 @@ from .evaluation import evaluate_network, load_network
 from .learning import RULES, CurrentHomeostasis, WeightAverage, make_rule, predict, train_batch
 from .network import MaelstromNetwork, NetworkConfig, build_network
 from .parts import AugmentationStreams, Part, ScheduledAdam
+from .progress import bar, note, verbosity
 from .readouts import LinearReadout, RidgeReadout
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -108,12 +108,10 @@ class Trainer:
         network: MaelstromNetwork,
         task: Task,
         config: TrainConfig,
-        progress: bool = True,
     ) -> None:
         self.network = network
         self.task = task
         self.config = config
-        self.progress = progress
         self.device = network.maelstrom.weight.device
         self.ridge = isinstance(network.readout, RidgeReadout)
         config.check_readout("ridge" if self.ridge else "trained")
@@ -152,7 +150,7 @@ class Trainer:
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle, generator=generator)
 
     def _bar(self, loader: DataLoader, desc: str) -> Any:
-        return tqdm(loader, desc=desc, leave=False, disable=not self.progress or None, dynamic_ncols=True)
+        return bar(loader, desc=desc, leave=False)
 
     def train_epoch(self) -> dict[str, Any]:
         """One epoch over the training split (one ridge fit for a ridge readout).
@@ -232,9 +230,7 @@ class Trainer:
             self._init_readout_by_ridge()
         while self.epoch < epochs:
             record = self.train_epoch()
-            if self.progress:
-                shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items())
-                tqdm.write(shown)
+            note(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
             if checkpoint is not None:
                 self.save(checkpoint)
         return self.history
@@ -269,9 +265,7 @@ class Trainer:
         return save_checkpoint(path, self.state())
 
     @classmethod
-    def resume(
-        cls, path: str | Path, task: Task, device: str | torch.device = "cpu", progress: bool = True, **overrides: Any
-    ) -> Trainer:
+    def resume(cls, path: str | Path, task: Task, device: str | torch.device = "cpu", **overrides: Any) -> Trainer:
         """Rebuild network, parts and history from a checkpoint; ``overrides`` change the
         training config (e.g. more ``epochs``). A part the checkpoint lacks (one from before the
         part was kept, e.g. augmentation streams before 2026-12-02) starts afresh."""
@@ -280,7 +274,7 @@ class Trainer:
         if payload.get("live_model") is not None:
             network.load_state_dict(payload["live_model"])
         config = TrainConfig(**{**payload["train_config"], **overrides})
-        trainer = cls(network, task, config, progress=progress)
+        trainer = cls(network, task, config)
         for name, part in trainer.parts.items():
             if payload.get(name) is not None:
                 try:
@@ -315,8 +309,9 @@ def train_and_score(
             maelstrom=replace(network_config.maelstrom, seed=network_config.maelstrom.seed + k),
         )
         training = replace(train_config, val_fraction=0.0, seed=train_config.seed + k)
-        trainers.append(Trainer(build_network(config, device), task, training, False))
-        trainers[-1].fit()
+        trainers.append(Trainer(build_network(config, device), task, training))
+        with verbosity(False):  # a fold reports its result, not its epochs
+            trainers[-1].fit()
     with ExitStack() as stack:
         networks = [stack.enter_context(t.averaged()) for t in trainers]
         model = networks[0] if members == 1 else Ensemble(networks)

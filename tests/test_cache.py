@@ -54,7 +54,7 @@ def cache_files(folder):
 
 
 def test_miss_builds_then_hit_reads(tmp_path, source):
-    first = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    first = CachedFrames(source, FRAMES, tmp_path / "cache")
     assert first.built and first.path.parent == tmp_path / "cache"
     assert cache_files(tmp_path / "cache") == [first.path.name]
     assert first.path.name.startswith("nmnist-train-") and len(first.path.stem.split("-")[-1]) == 16
@@ -65,18 +65,18 @@ def test_miss_builds_then_hit_reads(tmp_path, source):
         assert frames.dtype == torch.float32 and label == expected_label
         assert np.array_equal(frames.numpy(), FRAMES(events))
     mtime = first.path.stat().st_mtime_ns
-    second = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    second = CachedFrames(source, FRAMES, tmp_path / "cache")
     assert not second.built and second.path == first.path and first.path.stat().st_mtime_ns == mtime
     assert torch.equal(second[3][0], first[3][0])
 
 
 def test_new_configuration_or_changed_data_makes_a_new_file(tmp_path, source):
     cache = tmp_path / "cache"
-    a, _ = ensure_cache(cache, source, FRAMES, progress=False)
-    b, built = ensure_cache(cache, source, Compose([Downsample(2), ToFrames(10_000, 30, (2, 17, 17))]), False)
+    a, _ = ensure_cache(cache, source, FRAMES)
+    b, built = ensure_cache(cache, source, Compose([Downsample(2), ToFrames(10_000, 30, (2, 17, 17))]))
     assert built and b != a
     write_nmnist_bin(source.files[0], random_nmnist(np.random.default_rng(9), 61))
-    c, built = ensure_cache(cache, NMNISTFiles(source.root, "train"), FRAMES, progress=False)
+    c, built = ensure_cache(cache, NMNISTFiles(source.root, "train"), FRAMES)
     assert built and c not in (a, b)
     assert len(cache_files(cache)) == 3
 
@@ -85,11 +85,11 @@ def test_zip_and_shd_sources_are_cached(tmp_path):
     samples = write_tree(tmp_path / "folder")
     (tmp_path / "packed").mkdir()
     zip_tree(tmp_path / "packed", samples)
-    folder = CachedFrames(NMNISTFiles(tmp_path / "folder", "train"), FRAMES, tmp_path / "cache", progress=False)
-    packed = CachedFrames(NMNISTFiles(tmp_path / "packed", "train"), FRAMES, tmp_path / "cache", progress=False)
+    folder = CachedFrames(NMNISTFiles(tmp_path / "folder", "train"), FRAMES, tmp_path / "cache")
+    packed = CachedFrames(NMNISTFiles(tmp_path / "packed", "train"), FRAMES, tmp_path / "cache")
     assert packed.path != folder.path and torch.equal(packed[5][0], folder[5][0])
     write_fixture(tmp_path / "shd_test.h5.gz")
-    shd = CachedFrames(SHDFile(tmp_path / "shd_test.h5.gz"), ToFrames(0.01, 140, (700,)), tmp_path, progress=False)
+    shd = CachedFrames(SHDFile(tmp_path / "shd_test.h5.gz"), ToFrames(0.01, 140, (700,)), tmp_path)
     assert shd.path.name.startswith("shd-test-") and shd[0][0].shape == (140, 700) and shd[0][0].sum() == 20
 
 
@@ -123,12 +123,12 @@ def break_offsets(path):
     ],
 )
 def test_broken_cache_is_reported_and_rebuilt(tmp_path, source, damage, reason):
-    good = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+    good = CachedFrames(source, FRAMES, tmp_path / "cache")
     expected = good[2][0]
     good.close()
     damage(good.path)
     with pytest.warns(UserWarning, match=rf"{good.path.name}: cache is unusable, {reason}.*rebuilding"):
-        rebuilt = CachedFrames(source, FRAMES, tmp_path / "cache", progress=False)
+        rebuilt = CachedFrames(source, FRAMES, tmp_path / "cache")
     assert rebuilt.built and rebuilt.path == good.path and torch.equal(rebuilt[2][0], expected)
     assert cache_files(tmp_path / "cache") == [good.path.name]
 
@@ -136,19 +136,19 @@ def test_broken_cache_is_reported_and_rebuilt(tmp_path, source, damage, reason):
 def test_interrupted_build_leaves_nothing_behind(tmp_path, source):
     (tmp_path / "cache").mkdir()
     with pytest.raises(RuntimeError, match="interrupted"):
-        CachedFrames(source, Exploding(t0=int(source[3][0]["t"][0])), tmp_path / "cache", progress=False)
+        CachedFrames(source, Exploding(t0=int(source[3][0]["t"][0])), tmp_path / "cache")
     assert cache_files(tmp_path / "cache") == []
 
 
 def test_counts_beyond_uint16_are_refused(tmp_path, source):
     with pytest.raises(ValueError, match=r"nmnist train sample 0: the cache stores event counts 0\.\.65535"):
-        ensure_cache(tmp_path, source, Constant(70_000.0), progress=False)
-    assert CachedFrames(source, Constant(65_535.0), tmp_path, progress=False)[0][0].max() == 65_535
+        ensure_cache(tmp_path, source, Constant(70_000.0))
+    assert CachedFrames(source, Constant(65_535.0), tmp_path)[0][0].max() == 65_535
 
 
 def test_augmentation_runs_after_the_cache_and_is_never_cached(tmp_path, source):
-    plain = CachedFrames(source, FRAMES, tmp_path, progress=False)
-    augmented = Augmented(CachedFrames(source, FRAMES, tmp_path, progress=False), TimeJitter(std=1.0, seed=0))
+    plain = CachedFrames(source, FRAMES, tmp_path)
+    augmented = Augmented(CachedFrames(source, FRAMES, tmp_path), TimeJitter(std=1.0, seed=0))
     assert not augmented.dataset.built
     frames, _ = augmented[0]
     assert isinstance(frames, torch.Tensor) and plain[0][0].sum() - 3 <= frames.sum() <= plain[0][0].sum()
@@ -162,8 +162,8 @@ def test_augmentation_runs_after_the_cache_and_is_never_cached(tmp_path, source)
 @pytest.mark.skipif(not NMNIST_SMALL.is_dir(), reason=f"real N-MNIST subset not found at {NMNIST_SMALL}")
 def test_real_nmnist_test_split_round_trips_through_the_cache(tmp_path):
     files = NMNISTFiles(NMNIST_SMALL, "test")
-    cached = CachedFrames(files, FRAMES, tmp_path, progress=False)
-    again = CachedFrames(files, FRAMES, tmp_path, progress=False)
+    cached = CachedFrames(files, FRAMES, tmp_path)
+    again = CachedFrames(files, FRAMES, tmp_path)
     assert cached.built and not again.built and len(again) == 100
     assert torch.equal(again[99][0], torch.from_numpy(FRAMES(files[99][0])))
     assert os.listdir(tmp_path) == [cached.path.name]

@@ -145,6 +145,6 @@ def test_every_recipe_resolves_on_the_real_data(name, tmp_path):
     tree = read_config(name)
     root = SHARED_DATA / ("nmnist-small" if tree["task"]["name"] == "nmnist" else "fsdd-shd")
     tree["task"].update(data_dir=str(root), cache_dir=str(tmp_path / "cache"))
-    run, task = resolve(layered(tree, {}), progress=False)
+    run, task = resolve(layered(tree, {}))
     assert isinstance(run, RunConfig) and run.network.n_classes == task.n_classes
     assert tomllib.loads(run.to_toml())["task"]["name"] == task.name

@@ -54,7 +54,7 @@ def test_impossible_folds_are_refused(call, message):
 def test_speakers_are_the_groups_of_an_shd_task(tmp_path, capsys):
     write_fixture(tmp_path / "shd_train.h5", n_samples=10)
     write_fixture(tmp_path / "shd_test.h5", n_samples=4)
-    task = load_task("shd", tmp_path, progress=False, cache_dir=tmp_path / "cache", n_steps=20)
+    task = load_task("shd", tmp_path, cache_dir=tmp_path / "cache", n_steps=20)
     assert dataset_groups(task.train, "speaker").tolist() == [i // 2 for i in range(10)]
     result = cross_validate(task, lambda fold: len(fold.test) / len(fold.train), folds=5, group_by="speaker")
     assert sorted(h[0] for h in result["held_out"]) == ["0", "1", "2", "3", "4"]
@@ -90,7 +90,7 @@ def test_input_baselines_learn_an_easy_task(mode):
 def test_augmentation_touches_training_samples_only():
     task = load_task("randman", n_channels=20, noise_channels=0, train_per_class=4, test_per_class=1)
     task.augment = lambda frames: frames + 100.0
-    trainer = Trainer(tiny_network(task), task, TrainConfig(epochs=0, val_fraction=0.25), progress=False)
+    trainer = Trainer(tiny_network(task), task, TrainConfig(epochs=0, val_fraction=0.25))
     assert trainer.train_set[0][0].min() >= 100.0
     assert trainer.val_set[0][0].max() <= 1.0
 

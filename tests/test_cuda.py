@@ -32,7 +32,7 @@ def test_cuda_maelstrom_matches_cpu_in_float64():
 def test_auto_device_is_cuda_and_training_runs_there():
     task = load_task("randman", **TINY_RANDMAN)
     net = tiny_network(task).to("cuda")
-    trainer = Trainer(net, task, TrainConfig(epochs=1, encoder_rule="local", batch_size=16), progress=False)
+    trainer = Trainer(net, task, TrainConfig(epochs=1, encoder_rule="local", batch_size=16))
     trainer.fit()
     assert trainer.evaluate(task.test)["samples"] == 30
     assert Maelstrom(MaelstromConfig(n_neurons=50), device="auto").weight.is_cuda

@@ -51,40 +51,40 @@ def closed_port_url() -> str:
 def test_download_verifies_sha256_and_md5(tmp_path, served):
     _, base = served
     sha256 = hashlib.sha256(PAYLOAD).hexdigest()
-    path = download(f"{base}/payload.bin", tmp_path / "out" / "p.bin", sha256.upper(), progress=False)
+    path = download(f"{base}/payload.bin", tmp_path / "out" / "p.bin", sha256.upper())
     assert path.read_bytes() == PAYLOAD and file_digest(path) == sha256
     assert sorted(p.name for p in path.parent.iterdir()) == ["p.bin"]
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    assert download(f"{base}/payload.bin", tmp_path / "m.bin", md5, "md5", progress=False).read_bytes() == PAYLOAD
+    assert download(f"{base}/payload.bin", tmp_path / "m.bin", md5, "md5").read_bytes() == PAYLOAD
 
 
 def test_checksum_mismatch_names_file_and_both_hashes_and_keeps_nothing(tmp_path, served):
     _, base = served
     wrong, right = "0" * 64, hashlib.sha256(PAYLOAD).hexdigest()
     with pytest.raises(DownloadError, match=rf"p\.bin: sha256 checksum mismatch .*expected {wrong}, got {right}"):
-        download(f"{base}/payload.bin", tmp_path / "p.bin", wrong, progress=False)
+        download(f"{base}/payload.bin", tmp_path / "p.bin", wrong)
     assert list(tmp_path.iterdir()) == [tmp_path / "served"]
 
 
 def test_http_error_and_no_network(tmp_path, served):
     _, base = served
     with pytest.raises(DownloadError, match=r"missing\.bin: cannot download .*HTTP 404"):
-        download(f"{base}/nothing.bin", tmp_path / "missing.bin", "0" * 64, progress=False)
+        download(f"{base}/nothing.bin", tmp_path / "missing.bin", "0" * 64)
     with pytest.raises(DownloadError, match=r"offline\.bin: cannot download .*check the network"):
-        download(closed_port_url(), tmp_path / "offline.bin", "0" * 64, timeout=5, progress=False)
+        download(closed_port_url(), tmp_path / "offline.bin", "0" * 64, timeout=5)
     assert list(tmp_path.iterdir()) == [tmp_path / "served"]
 
 
 def test_existing_verified_file_is_not_downloaded_again(tmp_path):
     (tmp_path / "p.bin").write_bytes(PAYLOAD)
-    path = download(closed_port_url(), tmp_path / "p.bin", hashlib.sha256(PAYLOAD).hexdigest(), progress=False)
+    path = download(closed_port_url(), tmp_path / "p.bin", hashlib.sha256(PAYLOAD).hexdigest())
     assert path.read_bytes() == PAYLOAD
 
 
 def test_download_without_checksum_warns(tmp_path, served):
     _, base = served
     with pytest.warns(UserWarning, match=r"p\.bin: downloading .* without a checksum"):
-        download(f"{base}/payload.bin", tmp_path / "p.bin", progress=False)
+        download(f"{base}/payload.bin", tmp_path / "p.bin")
 
 
 def test_downloaded_data_sets_are_read_where_they_land(tmp_path, served, monkeypatch):

@@ -133,7 +133,7 @@ def nmnist_sample(tmp_path_factory):
     root = SHARED_DATA / "nmnist-small"
     if not root.is_dir():
         pytest.skip(f"real N-MNIST recordings not found at {root}")
-    task = load_task("nmnist", data_dir=root, progress=False, cache_dir=tmp_path_factory.mktemp("cache"))
+    task = load_task("nmnist", data_dir=root, cache_dir=tmp_path_factory.mktemp("cache"))
     config = network_config_for(task, maelstrom={"n_neurons": 300}, encoder="linear", readout="ridge", feedback=False)
     network = build_network(config).eval()
     train = [task.train[i] for i in range(0, 200, 5)]

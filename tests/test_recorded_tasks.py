@@ -78,7 +78,7 @@ def test_nmnist_fixture_trains_through_the_cli(tmp_path):
 
 def test_shd_class_count_comes_from_the_file_and_time_constants_scale_with_dt(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
-    task = load_task("shd", data, n_steps=20, dt_ms=10.0, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task("shd", data, n_steps=20, dt_ms=10.0, cache_dir=tmp_path / "cache")
     assert task.n_classes == 4 and task.input_shape == (700,) and task.mask.shape == (20,)
     config = network_config_for(task)
     assert config.maelstrom.dt == pytest.approx(0.01)
@@ -88,39 +88,39 @@ def test_shd_class_count_comes_from_the_file_and_time_constants_scale_with_dt(tm
 
 def test_shd_spectral_tilt_option_augments_training_frames_only(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
-    task = load_task("shd", data, n_steps=20, tilt=2.0, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task("shd", data, n_steps=20, tilt=2.0, cache_dir=tmp_path / "cache")
     assert task.options["tilt"] == 2.0 and "SpectralTilt" in repr(task.augment)
     frames, _ = task.train[0]
     assert float(task.augment(frames).sum()) < float(frames.sum())
-    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False).augment is None
+    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache").augment is None
     with pytest.raises(ValueError, match="tilt=-1"):
-        load_task("shd", data, n_steps=20, tilt=-1, cache_dir=tmp_path / "cache", progress=False)
+        load_task("shd", data, n_steps=20, tilt=-1, cache_dir=tmp_path / "cache")
 
 
 def test_shd_mask_option_silences_a_band_of_training_frames_only(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
-    task = load_task("shd", data, n_steps=20, mask=700, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task("shd", data, n_steps=20, mask=700, cache_dir=tmp_path / "cache")
     assert task.options["mask"] == 700 and "ChannelMask" in repr(task.augment)
     frames, _ = task.train[0]
     assert any(float(task.augment(frames).sum()) < float(frames.sum()) for _ in range(5))
     with pytest.raises(ValueError, match="mask=-3"):
-        load_task("shd", data, n_steps=20, mask=-3, cache_dir=tmp_path / "cache", progress=False)
+        load_task("shd", data, n_steps=20, mask=-3, cache_dir=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("name", ["shd", "nmnist"])
 def test_stretch_option_stretches_training_frames_in_time(tmp_path, name):
     data = _shd_fixture(tmp_path / "shd") if name == "shd" else _nmnist_fixture(tmp_path / "nmnist")
-    task = load_task(name, data, n_steps=20, stretch=0.5, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task(name, data, n_steps=20, stretch=0.5, cache_dir=tmp_path / "cache")
     assert task.options["stretch"] == 0.5 and "TimeStretch" in repr(task.augment)
     frames, _ = task.train[0]
     assert any(not torch.equal(task.augment(frames), frames) for _ in range(5))
     with pytest.raises(ValueError, match="stretch=-1"):
-        load_task(name, data, n_steps=20, stretch=-1, cache_dir=tmp_path / "cache", progress=False)
+        load_task(name, data, n_steps=20, stretch=-1, cache_dir=tmp_path / "cache")
 
 
 def test_shd_blend_option_blends_training_samples_with_partners_from_the_training_part_only(tmp_path):
     data = _shd_fixture(tmp_path / "shd", speakers=3)  # 4 classes x 3 speakers
-    task = load_task("shd", data, n_steps=20, blend=1.0, balance=2, cache_dir=tmp_path / "cache", progress=False)
+    task = load_task("shd", data, n_steps=20, blend=1.0, balance=2, cache_dir=tmp_path / "cache")
     assert task.options["blend"] == 1.0 and task.blend == Blend(1.0, seed=5) and "blend" in task.training_only
     assert task.augment is None and task.random_transforms() == [task.blend]
     part = [0, 1, 2, 3, 4, 5, 8]  # class 0: samples 0, 4, 8; class 1: 1, 5; classes 2 and 3: 2 and 3 alone
@@ -135,15 +135,15 @@ def test_shd_blend_option_blends_training_samples_with_partners_from_the_trainin
         assert label == recorded_label
         # classes 2 and 3 have no partner in this part: kept as recorded (then balanced, like test data)
         assert torch.equal(frames, recorded) == (label in (2, 3)), index
-    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False).blend is None
+    assert load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache").blend is None
     with pytest.raises(ValueError, match=r"Blend needs a probability in \[0, 1\], got 2"):
-        load_task("shd", data, n_steps=20, blend=2, cache_dir=tmp_path / "cache", progress=False)
+        load_task("shd", data, n_steps=20, blend=2, cache_dir=tmp_path / "cache")
 
 
 def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp_path):
     data = _shd_fixture(tmp_path / "shd")
-    plain = load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache", progress=False)
-    options = dict(n_steps=20, balance=4, balance_ms=50, shift=2, cache_dir=tmp_path / "cache", progress=False)
+    plain = load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache")
+    options = dict(n_steps=20, balance=4, balance_ms=50, shift=2, cache_dir=tmp_path / "cache")
     task = load_task("shd", data, **options)
     assert task.options["balance"] == 4 and task.options["balance_ms"] == 50
     front_end = BandBalance(4, tau=5.0)  # 50 ms at 10 ms steps
@@ -157,7 +157,7 @@ def test_shd_balance_option_is_a_front_end_on_every_split_after_augmentation(tmp
     expected = front_end(ChannelShift(2, seed=5)(plain.train[1][0]))
     assert torch.allclose(shifted, torch.as_tensor(expected))
     with pytest.raises(ValueError, match="balance >= 0 bands and balance_ms > 0"):
-        load_task("shd", data, n_steps=20, balance=-1, cache_dir=tmp_path / "cache", progress=False)
+        load_task("shd", data, n_steps=20, balance=-1, cache_dir=tmp_path / "cache")
 
 
 def test_a_run_with_a_front_end_exports_what_its_input_must_go_through(tmp_path, capsys):
@@ -186,9 +186,9 @@ def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real recordings not found at {SHARED_DATA}")
 def test_real_recordings_load_as_tasks(tmp_path):
-    nmnist = load_task("nmnist", SHARED_DATA / "nmnist-small", cache_dir=tmp_path, progress=False)
+    nmnist = load_task("nmnist", SHARED_DATA / "nmnist-small", cache_dir=tmp_path)
     assert (len(nmnist.train), len(nmnist.test)) == (1000, 100) and nmnist.input_shape == (2, 34, 34)
     frames, label = nmnist.test[0]
     assert frames.shape == (64, 2, 34, 34) and frames.sum() > 500 and 0 <= label < 10
-    shd = load_task("shd", SHARED_DATA / "fsdd-shd", cache_dir=tmp_path, progress=False)
+    shd = load_task("shd", SHARED_DATA / "fsdd-shd", cache_dir=tmp_path)
     assert (len(shd.train), len(shd.test), shd.n_classes) == (2250, 250, 10)

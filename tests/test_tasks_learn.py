@@ -15,9 +15,7 @@ def _accuracy(task, rule, seed=0, epochs=3, n_neurons=200, **network):
     config = NetworkConfig(
         input_shape=task.input_shape, n_classes=task.n_classes, maelstrom=maelstrom, seed=seed, **network
     )
-    trainer = Trainer(
-        build_network(config), task, TrainConfig(epochs=epochs, encoder_rule=rule, seed=seed), progress=False
-    )
+    trainer = Trainer(build_network(config), task, TrainConfig(epochs=epochs, encoder_rule=rule, seed=seed))
     trainer.fit()
     return trainer.evaluate(task.test)["accuracy"]
 

@@ -20,9 +20,7 @@ from .conftest import tiny_network
 
 def _trainer(task, epochs=2, rule="dfa", seed=0, **net_kwargs):
     net = tiny_network(task, seed=seed, **net_kwargs)
-    return Trainer(
-        net, task, TrainConfig(epochs=epochs, batch_size=16, encoder_rule=rule, window=10, seed=seed), progress=False
-    )
+    return Trainer(net, task, TrainConfig(epochs=epochs, batch_size=16, encoder_rule=rule, window=10, seed=seed))
 
 
 def test_same_seed_same_metrics_on_cpu(tiny_task):
@@ -42,7 +40,7 @@ def test_checkpoint_restores_the_whole_network_and_resume_continues(tiny_task, t
     x = torch.stack([tiny_task.test[i][0] for i in range(4)])
     assert torch.equal(trainer.network(x).logits, restored(x).logits)
 
-    resumed = Trainer.resume(tmp_path / "ckpt.pt", tiny_task, progress=False, epochs=3)
+    resumed = Trainer.resume(tmp_path / "ckpt.pt", tiny_task, epochs=3)
     assert resumed.epoch == 1
     resumed.fit(tmp_path / "ckpt.pt")
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
@@ -55,7 +53,7 @@ def test_resumed_training_matches_uninterrupted_training(tiny_task, tmp_path):
     straight.fit()
     first = _trainer(tiny_task, epochs=1)
     first.fit(tmp_path / "c.pt")
-    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False, epochs=2)
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, epochs=2)
     second.fit()
     for name, value in straight.network.state_dict().items():
         assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
@@ -75,7 +73,7 @@ def test_resumed_training_draws_the_augmentations_of_uninterrupted_training(tiny
     first = _trainer(augmented_task(), epochs=1)
     first.fit(tmp_path / "c.pt")
     task = augmented_task()
-    second = Trainer.resume(tmp_path / "c.pt", task, progress=False, epochs=2)
+    second = Trainer.resume(tmp_path / "c.pt", task, epochs=2)
     saved = load_checkpoint(tmp_path / "c.pt")["augmentation"]
     assert len(saved) == 3 and [t.rng_state() for t in task.random_transforms()] == saved
     second.fit()
@@ -85,7 +83,7 @@ def test_resumed_training_draws_the_augmentations_of_uninterrupted_training(tiny
 
     other = replace(tiny_task, augment=Compose((ChannelShift(2, seed=0),)))
     with pytest.raises(ValueError, match=r"c\.pt: the run was trained with 3 random augmentation\(s\), this task has"):
-        Trainer.resume(tmp_path / "c.pt", other, progress=False)
+        Trainer.resume(tmp_path / "c.pt", other)
 
 
 def test_cosine_schedule_runs_both_learning_rates_down_and_resumes_on_course(tiny_task, tmp_path, monkeypatch):
@@ -98,17 +96,17 @@ def test_cosine_schedule_runs_both_learning_rates_down_and_resumes_on_course(tin
 
     monkeypatch.setattr(trainer_module, "train_batch", spy)
     config = TrainConfig(epochs=2, batch_size=16, lr=1e-2, encoder_lr=2e-3, window=10, lr_schedule="cosine")
-    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config)
     straight.fit()
     steps = len(seen) // 2
     factors = [0.5 * (1 + math.cos(math.pi * s / steps)) for s in range(steps)]
     assert seen == pytest.approx([base * f for f in factors for base in (1e-2, 2e-3)])
 
     seen.clear()
-    first = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    first = Trainer(tiny_network(tiny_task), tiny_task, config)
     first.train_epoch()
     first.save(tmp_path / "c.pt")
-    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task)
     second.fit()
     assert seen == pytest.approx([base * f for f in factors for base in (1e-2, 2e-3)])
     for name, value in straight.network.state_dict().items():
@@ -122,12 +120,12 @@ def test_checkpoint_keeps_each_part_under_its_name_and_resumes_the_earlier_layou
     full = Trainer(tiny_network(tiny_task), tiny_task, replace(config, current_target=1.0, weight_average=0.9))
     assert list(full.parts) == ["rule", "augmentation", "optimizer", "homeostasis", "weight_average"]
     assert set(full.parts) <= set(full.state())
-    plain = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    plain = Trainer(tiny_network(tiny_task), tiny_task, config)
     plain.train_epoch()
     assert list(plain.parts) == ["rule", "augmentation", "optimizer"]
     # Checkpoints from before the parts held None for an absent homeostasis and weight average.
     save_checkpoint(tmp_path / "c.pt", {**plain.state(), "homeostasis": None, "weight_average": None})
-    resumed = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    resumed = Trainer.resume(tmp_path / "c.pt", tiny_task)
     assert resumed.epoch == 1
     assert resumed.optimizer.state_dict()["state"][0]["step"] == plain.optimizer.state_dict()["state"][0]["step"]
 
@@ -201,14 +199,14 @@ def test_current_homeostasis_is_checkpointed_and_resumes_on_course(tiny_task, tm
     config = TrainConfig(
         epochs=2, batch_size=16, window=10, encoder_rule="local", current_penalty=0.5, current_target=2.0
     )
-    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config)
     straight.fit()
     assert straight.homeostasis.weight(1.0) != 0.0  # it has seen the batches
     assert straight.history[-1]["current_energy"] == straight.homeostasis.ratio()
-    first = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    first = Trainer(tiny_network(tiny_task), tiny_task, config)
     first.train_epoch()
     first.save(tmp_path / "c.pt")
-    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False)
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task)
     assert torch.equal(second.homeostasis.energy, first.homeostasis.energy)
     second.fit()
     assert torch.allclose(second.homeostasis.energy, straight.homeostasis.energy)
@@ -238,9 +236,9 @@ def test_weight_average_follows_its_warm_up_formula(tiny_task):
 
 def test_weight_average_is_evaluated_and_saved_but_never_trained_on(tiny_task, tmp_path):
     config = dict(epochs=2, batch_size=16, encoder_rule="dfa", window=10)
-    plain = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config), progress=False)
+    plain = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config))
     plain.fit()
-    averaged = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config, weight_average=0.9), progress=False)
+    averaged = Trainer(tiny_network(tiny_task), tiny_task, TrainConfig(**config, weight_average=0.9))
     averaged.fit(tmp_path / "c.pt")
     for name, value in plain.network.state_dict().items():  # the same updates: training never sees it
         assert torch.equal(value, averaged.network.state_dict()[name]), name
@@ -255,14 +253,24 @@ def test_weight_average_is_evaluated_and_saved_but_never_trained_on(tiny_task, t
 
 def test_weight_average_resumes_on_course(tiny_task, tmp_path):
     config = TrainConfig(epochs=2, batch_size=16, encoder_rule="local", window=10, weight_average=0.9)
-    straight = Trainer(tiny_network(tiny_task), tiny_task, config, progress=False)
+    straight = Trainer(tiny_network(tiny_task), tiny_task, config)
     straight.fit()
-    first = Trainer(tiny_network(tiny_task), tiny_task, replace(config, epochs=1), progress=False)
+    first = Trainer(tiny_network(tiny_task), tiny_task, replace(config, epochs=1))
     first.fit(tmp_path / "c.pt")
-    second = Trainer.resume(tmp_path / "c.pt", tiny_task, progress=False, epochs=2)
+    second = Trainer.resume(tmp_path / "c.pt", tiny_task, epochs=2)
     assert torch.equal(second.average.updates, first.average.updates)
     second.fit()
     for name, value in straight.network.state_dict().items():
         assert torch.allclose(value.float(), second.network.state_dict()[name].float(), atol=1e-6), name
     for name, value in straight.average.averages().items():
         assert torch.allclose(value, second.average.averages()[name], atol=1e-6), name
+
+
+def test_one_verbosity_switch_silences_the_epoch_lines(tiny_task, capsys):
+    from spiking_maelstrom.progress import verbosity
+
+    _trainer(tiny_task, epochs=1).fit()
+    assert "epoch 1" in capsys.readouterr().out
+    with verbosity(False):
+        _trainer(tiny_task, epochs=1).fit()
+    assert capsys.readouterr().out == ""

@@ -29,14 +29,14 @@ def task_settings(name: str) -> list[Setting]:
     builder = TASK_BUILDERS[name]
     hints = get_type_hints(builder)
     parameters = inspect.signature(builder).parameters.values()
-    return [Setting(p.name, hints[p.name], p.default, "") for p in parameters if p.name != "progress"]
+    return [Setting(p.name, hints[p.name], p.default, "") for p in parameters]
 
 
-def load_task(name: str, data_dir: str | Path | None = None, progress: bool = True, **options: Any) -> Task:
+def load_task(name: str, data_dir: str | Path | None = None, **options: Any) -> Task:
     """Load the task called ``name`` (one of :data:`TASKS`) with its builder's ``options``.
 
     Synthetic tasks need no ``data_dir``; recorded ones (``nmnist``, ``shd``) read it (default
-    ``datasets/<name>``) and show a progress bar while their cache is built.
+    ``datasets/<name>``) and show a progress bar while their cache is built (``progress.verbosity``).
     """
     if name not in TASK_BUILDERS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(TASKS)}")
@@ -45,7 +45,7 @@ def load_task(name: str, data_dir: str | Path | None = None, progress: bool = Tr
         raise ValueError(f"unknown option(s) for {name}: {unknown}; known: {sorted(known)}")
     if name in SYNTHETIC:
         return TASK_BUILDERS[name](**options)
-    return TASK_BUILDERS[name](data_dir, progress=progress, **options)
+    return TASK_BUILDERS[name](data_dir, **options)
 
 
 __all__ = [

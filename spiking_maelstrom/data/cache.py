@@ -37,9 +37,9 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from ..files import atomic_write
+from ..progress import bar
 from .events import EventSource
 from .transforms import Transform
 
@@ -98,7 +98,7 @@ def _append(dataset: h5py.Dataset, values: np.ndarray) -> None:
     dataset[end:] = values
 
 
-def _build_cache(path: Path, source: EventSource, transform: Transform, config: dict[str, Any], progress: bool) -> None:
+def _build_cache(path: Path, source: EventSource, transform: Transform, config: dict[str, Any]) -> None:
     """Decode and transform every sample of ``source`` into the cache file ``path``, atomically."""
     first = np.asarray(transform(source[0][0]))
     index_dtype = np.uint32 if first.size < 2**32 else np.uint64
@@ -106,7 +106,7 @@ def _build_cache(path: Path, source: EventSource, transform: Transform, config: 
     with atomic_write(path) as tmp, h5py.File(tmp, "w") as handle:
         index = handle.create_dataset("frames/index", (0,), index_dtype, maxshape=(None,), chunks=(CHUNK,))
         count = handle.create_dataset("frames/count", (0,), np.uint16, maxshape=(None,), chunks=(CHUNK,))
-        for i in tqdm(range(len(source)), desc=f"caching {path.name}", disable=not progress):
+        for i in bar(range(len(source)), desc=f"caching {path.name}"):
             frames = first if i == 0 else np.asarray(transform(source[i][0]))
             if frames.shape != first.shape:
                 raise ValueError(f"{source.name} {source.split} sample {i}: frames {frames.shape}, not {first.shape}")
@@ -121,9 +121,7 @@ def _build_cache(path: Path, source: EventSource, transform: Transform, config: 
         handle.attrs["complete"] = True
 
 
-def ensure_cache(
-    cache_dir: str | Path, source: EventSource, transform: Transform, progress: bool = True
-) -> tuple[Path, bool]:
+def ensure_cache(cache_dir: str | Path, source: EventSource, transform: Transform) -> tuple[Path, bool]:
     """The cache file of ``transform`` applied to ``source``, built (or rebuilt, with a warning, when it
     is unusable) if needed; returns ``(path, built)``. Random transforms are refused."""
     if transform.random:
@@ -136,7 +134,7 @@ def ensure_cache(
         if problem is None:
             return path, False
         warnings.warn(f"{path}: cache is unusable, {problem}; rebuilding it", stacklevel=2)
-    _build_cache(path, source, transform, config, progress)
+    _build_cache(path, source, transform, config)
     return path, True
 
 
@@ -146,14 +144,8 @@ class CachedFrames(Dataset):
     ``groups`` are the source's sample groups (e.g. ``{"speaker": ...}``; empty when it has none),
     for grouped cross-validation."""
 
-    def __init__(
-        self,
-        source: EventSource,
-        transform: Transform,
-        cache_dir: str | Path,
-        progress: bool = True,
-    ) -> None:
-        self.path, self.built = ensure_cache(cache_dir, source, transform, progress)
+    def __init__(self, source: EventSource, transform: Transform, cache_dir: str | Path) -> None:
+        self.path, self.built = ensure_cache(cache_dir, source, transform)
         self.groups = {name: np.asarray(values) for name, values in getattr(source, "groups", {}).items()}
         with h5py.File(self.path, "r") as handle:
             self.labels = torch.from_numpy(handle["labels"][()])

@@ -16,9 +16,8 @@ import urllib.request
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..files import atomic_write
+from ..progress import bar
 from .events import split_folder
 from .nmnist import SPLITS
 
@@ -48,7 +47,6 @@ def download(
     checksum: str | None = None,
     algorithm: str = "sha256",
     timeout: float = 60.0,
-    progress: bool = True,
 ) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
@@ -69,12 +67,12 @@ def download(
             size = int(response.headers.get("Content-Length") or 0) or None
             with (
                 open(part, "wb") as out,
-                tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar,
+                bar(total=size, unit="B", unit_scale=True, desc=dest.name) as shown,
             ):
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
-                    bar.update(len(chunk))
+                    shown.update(len(chunk))
             if checksum is not None and digest.hexdigest() != checksum.lower():
                 raise DownloadError(
                     f"{dest}: {algorithm} checksum mismatch for {url}: expected {checksum.lower()}, "
@@ -90,13 +88,11 @@ def download(
     return dest
 
 
-def download_shd(
-    root: str | Path, split: str, checksum: str | None = None, algorithm: str = "sha256", progress: bool = True
-) -> Path:
+def download_shd(root: str | Path, split: str, checksum: str | None = None, algorithm: str = "sha256") -> Path:
     """Download SHD's ``shd_<split>.h5.gz`` from its official location into ``root``; read it with ``SHDFile``."""
     split = split_folder(split, tuple(SHD_URLS))
     url = SHD_URLS[split]
-    return download(url, Path(root) / url.rsplit("/", 1)[1], checksum, algorithm, progress=progress)
+    return download(url, Path(root) / url.rsplit("/", 1)[1], checksum, algorithm)
 
 
 def download_nmnist(
@@ -105,8 +101,7 @@ def download_nmnist(
     url: str,
     checksum: str | None = None,
     algorithm: str = "sha256",
-    progress: bool = True,
 ) -> Path:
     """Download N-MNIST's ``Train.zip`` or ``Test.zip`` from ``url`` into ``root``, where ``NMNISTFiles``
     reads it without unpacking."""
-    return download(url, Path(root) / f"{split_folder(split, SPLITS)}.zip", checksum, algorithm, progress=progress)
+    return download(url, Path(root) / f"{split_folder(split, SPLITS)}.zip", checksum, algorithm)

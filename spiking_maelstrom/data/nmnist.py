@@ -149,7 +149,6 @@ def nmnist_task(
     jitter: float = 0.0,
     stretch: float = 0.0,
     cache_dir: str | Path | None = None,
-    progress: bool = True,
 ) -> Task:
     """N-MNIST as a task: frames of ``dt_ms`` ms (one channel per polarity), ``n_steps`` of them
     (64 x 5 ms covers the ~310 ms of a recording), optionally down-sampled; read from ``data_dir``
@@ -181,6 +180,5 @@ def nmnist_task(
         options,
         {"encoder": "conv"},
         cache_dir,
-        progress,
         augment,
     )

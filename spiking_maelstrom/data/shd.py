@@ -175,7 +175,6 @@ def shd_task(
     balance: int = 0,
     balance_ms: float = 200.0,
     cache_dir: str | Path | None = None,
-    progress: bool = True,
 ) -> Task:
     """SHD (or a file in its layout) as a task: ``n_steps`` frames of ``dt_ms`` ms over 700 channels
     (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
@@ -223,7 +222,6 @@ def shd_task(
         options,
         defaults,
         cache_dir,
-        progress,
         augment,
         front_end,
         blender,

@@ -186,7 +186,6 @@ def recorded_task(
     options: dict[str, Any],
     network_defaults: dict[str, Any],
     cache_dir: str | Path | None,
-    progress: bool = True,
     augment: Sequence[Transform] = (),
     front_end: Transform | None = None,
     blend: Blend | None = None,
@@ -195,7 +194,7 @@ def recorded_task(
     HDF5 cache (built on first use); ``blend`` and ``augment`` (random transforms) apply to
     training only, and the deterministic ``front_end`` to every split after them (``Normalized``)."""
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = {key: CachedFrames(src, transform, cache, progress=progress) for key, src in sources.items()}
+    cached = {key: CachedFrames(src, transform, cache) for key, src in sources.items()}
     shape = cached["train"].sample_shape
     split = {key: Normalized(c, front_end) if front_end else c for key, c in cached.items()}
     return Task(
