@@ -68,9 +68,10 @@ from _common import MB, PeakMemory, TensorPeak, environment, markdown_report, pr
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from spiking_maelstrom.backends import BACKENDS
 from spiking_maelstrom.data import Task, load_task
 from spiking_maelstrom.learning import RULES, predict, train_batch
-from spiking_maelstrom.maelstrom import BACKENDS, Maelstrom
+from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
 from spiking_maelstrom.trainer import TrainConfig, Trainer, evaluate_network
 
