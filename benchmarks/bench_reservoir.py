@@ -130,9 +130,9 @@ def _ours(m: Maelstrom, w_in: Tensor) -> Impl:
     """Input projected for all steps in one matmul (no feedback), then the maelstrom."""
     held = [*m.buffers(), w_in]
     if m.backend == "sparse":
-        held.append(m.sparse_weight)
+        held.append(m.engine.sparse_weight(m))
     if not m.weight.is_cuda and m.backend in ("fused", "auto"):
-        weights = m._fused_weights()
+        weights = (m.engine.fused if m.backend == "auto" else m.engine).weights(m)
         held += list(weights) if len(weights) == 3 else []  # the CSR copy of W^T (dense rows are W itself)
     return Impl(lambda x: m.run(x @ w_in.T)[0], held, FLOOR.get(m.backend, "dense"), [m])
 
@@ -372,7 +372,8 @@ def run_case(n: int, args: argparse.Namespace, device: torch.device, peers: list
             case["event_floor_s"], case["event_rows"] = event_floor(spikes, impl.keep[0].weight_t, args.repeats)
             case["event_rows_per_step"] = case["event_rows"] / max(1, args.steps - 1)
         if name == "ours-sparse":
-            case["sparse_floor_s"] = sparse_floor(impl.keep[0].sparse_weight, args.steps, args.repeats)
+            sparse = impl.keep[0]
+            case["sparse_floor_s"] = sparse_floor(sparse.engine.sparse_weight(sparse), args.steps, args.repeats)
         events = synaptic_events(spikes, out_degree)
         rows[name].update(_compare(spikes_bool, reference))
         del spikes, spikes_bool

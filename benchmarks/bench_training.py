@@ -15,7 +15,7 @@ Methods (``--methods``):
 - ``ours-<rule>-ff``: the same without top-down feedback (``--no-feedback``, the setting of the best
   real-data results). Either way the encoder and the readout's training pass see a whole window
   in one call; with feedback the maelstrom's window also closes the readout's prediction onto the
-  next step's input (``maelstrom.Feedback``; inside the fused kernel on the CPU).
+  next step's input (``probe.Feedback``; inside the fused kernel on the CPU).
 - ``bptt``: an snnTorch recurrent SNN of the same size trained with backpropagation through time
   and surrogate gradients: ``nn.Linear(700, N)`` -> ``snntorch.RSynaptic`` (or ``RLeaky`` with
   ``--bptt-neuron rleaky``; all-to-all trainable ``nn.Linear(N, N)`` recurrence, snnTorch's default
@@ -68,10 +68,11 @@ from _common import MB, PeakMemory, TensorPeak, environment, markdown_report, pr
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from spiking_maelstrom.backends import BACKENDS
 from spiking_maelstrom.data import Task, load_task
 from spiking_maelstrom.evaluation import evaluate_network
 from spiking_maelstrom.learning import RULES, predict, train_batch
-from spiking_maelstrom.maelstrom import BACKENDS, Maelstrom
+from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import build_network, network_config_for
 from spiking_maelstrom.trainer import TrainConfig, Trainer
 

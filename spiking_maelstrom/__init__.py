@@ -10,9 +10,10 @@ from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .ensemble import Ensemble
 from .evaluation import load_network
 from .learning import RULES, make_rule, predict, train_batch
-from .maelstrom import Feedback, Maelstrom, MaelstromConfig, Probe
+from .maelstrom import Maelstrom, MaelstromConfig
 from .network import MaelstromNetwork, NetworkConfig, NetworkState, build_network, network_config_for
 from .neuron import CubaLIFState, cuba_lif_step
+from .probe import Feedback, Probe
 from .readouts import LinearReadout, MLPReadout, RidgeReadout
 from .trainer import TrainConfig, Trainer
 

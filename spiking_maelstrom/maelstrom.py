@@ -7,29 +7,17 @@ Its weights and neuron parameters are buffers, never parameters; every update ru
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from . import fused, fused_cpu
+from .backends import Backend, make_backend
 from .connectivity import draw_connectivity
 from .device import resolve_device
-from .neuron import CubaLIFState, cuba_lif_initial_state, cuba_lif_step, euler_decay
-
-Derived = TypeVar("Derived")
-
-PROBE_FEATURES = fused_cpu.PROBE_FEATURES
-
-BACKENDS = ("auto", "dense", "event", "sparse", "fused", "graph")
-GRAPH_CHUNK = 64  # steps per CUDA-graph replay: one launch, not ~10 kernel launches, per step
-GRAPH_CACHE = 4  # captured graphs kept per maelstrom (each holds its chunk of inputs and spikes)
-RECHOOSE_STEPS = 25  # ``run`` on the CPU calls the fused kernel, or chooses auto's product, per this many steps
-
-_OMP_REGION = torch.empty(2 * 32768)  # see the sparse product in ``Maelstrom._add_recurrent``
+from .neuron import CubaLIFState, cuba_lif_initial_state, euler_decay
+from .probe import Feedback, Probe
 
 DEFAULT_PROBABILITIES = {
     # Sparse random network; every pathway 10 %.
@@ -148,76 +136,6 @@ def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
     return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn)
 
 
-@dataclass
-class Probe:
-    """The readout's per-step features, written by ``Maelstrom.run`` as the steps go.
-
-    ``names`` (from ``PROBE_FEATURES``) lie side by side in ``out [B, T, len(names) N]``: the
-    spike ``trace`` (filtered as ``trace <- decay trace + z``), the synaptic ``current`` and the
-    membrane ``voltage`` after the step. ``run`` writes its steps at ``out[:, t:]``, then moves
-    ``t`` on and replaces ``trace`` with the new one, so one probe follows a window run in parts.
-    """
-
-    names: tuple[str, ...]
-    out: Tensor
-    trace: Tensor
-    decay: float
-    t: int = 0
-
-    def __post_init__(self) -> None:
-        bad = [name for name in self.names if name not in PROBE_FEATURES]
-        if bad or not self.names:
-            raise ValueError(f"probe features must be a non-empty subset of {PROBE_FEATURES}, got {self.names}")
-        n = self.trace.shape[-1]
-        if self.out.shape[-1] != len(self.names) * n:
-            need = len(self.names) * n
-            raise ValueError(f"probe out has {self.out.shape[-1]} features; {self.names} of {n} neurons need {need}")
-
-    def write(self, state: CubaLIFState) -> None:
-        """Take one step's state: update the trace and write the features at step ``t``."""
-        self.trace = torch.mul(self.trace, self.decay).add_(state.z)
-        parts = {"trace": self.trace, "current": state.i, "voltage": state.v}
-        for slot, name in zip(self.out[:, self.t].split(self.trace.shape[-1], dim=-1), self.names, strict=True):
-            slot.copy_(parts[name])
-        self.t += 1
-
-    def advance(self, steps: int, trace: Tensor) -> None:
-        """Record that ``steps`` steps were written elsewhere (the fused kernel), ending at ``trace``."""
-        self.trace = trace
-        self.t += steps
-
-
-@dataclass
-class Feedback:
-    """Top-down feedback closed around the maelstrom by ``Maelstrom.run`` (which then needs a probe).
-
-    Each step's input is ``currents_t + p weight``; after the step, ``p`` becomes the softmax of
-    the readout's scores of that step's probe features, ``head(features readout^T + bias)``.
-    ``weight [C, N]``; ``readout [H, F]`` and ``bias [H]`` are an affine map of the features (a
-    network folds its readout's normalisation in) and ``head`` what follows it (an MLP readout's
-    hidden layers; None for a linear readout, the kind the fused CPU kernel runs itself).
-    ``p [B, C]`` is the feedback in force; ``out [B, T, C]`` receives the ``p`` each step got, at
-    the probe's step index.
-    """
-
-    weight: Tensor
-    readout: Tensor
-    bias: Tensor
-    p: Tensor
-    out: Tensor
-    head: Callable[[Tensor], Tensor] | None = None
-
-    def current(self, currents: Tensor, t: int) -> Tensor:
-        """Step ``t``'s input from its ``currents [B, N]``, recording the feedback it got."""
-        self.out[:, t] = self.p
-        return torch.addmm(currents, self.p, self.weight)
-
-    def observe(self, features: Tensor) -> None:
-        """Take a step's features ``[B, F]``: the next feedback is the softmax of their scores."""
-        scores = torch.addmm(self.bias, features, self.readout.T)
-        self.p = torch.softmax(scores if self.head is None else self.head(scores), dim=-1)
-
-
 def run_input(currents: Tensor, n_neurons: int, device: torch.device, dtype: torch.dtype) -> Tensor:
     """``currents [batch, time, neurons]`` checked, detached and moved to ``device`` and ``dtype``."""
     if currents.dim() != 3:
@@ -225,28 +143,6 @@ def run_input(currents: Tensor, n_neurons: int, device: torch.device, dtype: tor
     if currents.shape[-1] != n_neurons:
         raise ValueError(f"input current has {currents.shape[-1]} channels; the maelstrom has {n_neurons} neurons")
     return currents.detach().to(device=device, dtype=dtype)
-
-
-def step_through(
-    step: Callable[[Tensor, CubaLIFState], CubaLIFState],
-    currents: Tensor,
-    state: CubaLIFState,
-    spikes: Tensor | None = None,
-    probe: Probe | None = None,
-    feedback: Feedback | None = None,
-) -> CubaLIFState:
-    """Run ``currents [B, T, N]`` through ``step`` one step at a time from ``state``, writing the
-    ``spikes`` and the ``probe`` and closing the ``feedback`` loop when given; returns the last state."""
-    for t in range(currents.shape[1]):
-        current = currents[:, t] if feedback is None else feedback.current(currents[:, t], probe.t)
-        state = step(current, state)
-        if spikes is not None:
-            spikes[:, t] = state.z
-        if probe is not None:
-            probe.write(state)
-        if feedback is not None:
-            feedback.observe(probe.out[:, probe.t - 1])
-    return state
 
 
 class Maelstrom(nn.Module):
@@ -301,34 +197,13 @@ class Maelstrom(nn.Module):
 
     @property
     def backend(self) -> str:
-        """How a step computes the recurrent input ``z W^T`` (all give the same spikes up to float
-        summation order; ``event`` and ``fused`` the same bits):
-
-        - ``dense``: one matmul with all of W (cost B N^2, whatever the spikes);
-        - ``event``: each sample adds up the rows of W^T of the neurons it saw spike (one
-          ``embedding_bag``), so the cost follows the spike count (spikes x N);
-        - ``sparse``: W as a CSR matrix times the spikes: cost follows the synapse count (B
-          synapses), whatever the rate; for dense firing in a sparse network;
-        - ``fused`` (CPU only): the event product and the neuron update in one compiled kernel
-          (``fused_cpu``, numba) that runs a whole window of steps per call, one sample per thread;
-        - ``graph`` (CUDA only): ``run`` replays a captured CUDA graph of ``GRAPH_CHUNK`` dense
-          steps, so the time loop costs no Python or launch overhead per step;
-        - ``auto``: on the CPU ``fused`` (``event`` where numba is missing: the same spikes,
-          slower), and ``sparse`` while more neurons spike than ``fused_cpu.max_rate`` (chosen
-          at each step, and every ``RECHOOSE_STEPS`` steps in ``run``; the CSR product sums in
-          the same order, so the bits do not depend on the choice); on CUDA, graph in ``run``
-          and dense in ``step`` and in runs with a ``Probe``.
-        """
-        return self._backend
+        """The name of the simulation backend (one of ``backends.BACKENDS``, described there); all
+        give the same spikes up to float summation order. Setting it starts a new one, caches empty."""
+        return self.engine.name
 
     @backend.setter
     def backend(self, value: str) -> None:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}: choose one of {', '.join(BACKENDS)}")
-        self._backend = value
-        self._graphs: dict[tuple, _ChunkGraph] = {}
-        self._derived: dict[str, tuple[tuple, Tensor]] = {}
-        self._event_ran = False
+        self.engine: Backend = make_backend(value)
 
     @property
     def n_neurons(self) -> int:
@@ -351,22 +226,6 @@ class Maelstrom(nn.Module):
             batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
         )
 
-    def _plan(self, z: Tensor | None = None) -> str:
-        """The backend in force on this device, for a step after the spikes ``z`` (see ``backend``)."""
-        backend, cuda = self._backend, self.weight.is_cuda
-        if backend == "graph" and not cuda:
-            raise ValueError("backend 'graph' needs the maelstrom on a CUDA device; use 'auto' on the CPU")
-        if backend == "fused" and cuda:
-            raise ValueError("backend 'fused' is the CPU kernel; on CUDA use 'auto' or 'graph'")
-        if backend == "fused" and not fused_cpu.available():
-            raise ValueError("backend 'fused' needs numba (pip install numba); 'event' gives the same spikes")
-        if backend != "auto":
-            return backend
-        if cuda:
-            return "graph"
-        busy = z is not None and self.config.recurrent and float(z.mean()) > fused_cpu.max_rate(self.weight)
-        return "sparse" if busy else ("fused" if fused_cpu.available() else "event")
-
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
         """One step: ``current [batch, neurons]`` from outside plus the recurrent input of the last spikes."""
@@ -375,101 +234,7 @@ class Maelstrom(nn.Module):
             raise ValueError(
                 f"input current has {current.shape[-1]} channels; the maelstrom has {self.n_neurons} neurons"
             )
-        plan = self._plan(state.z)
-        if plan == "fused":
-            return self._run_fused(current.unsqueeze(1), state, None, None)
-        if self.config.recurrent:
-            current = self._add_recurrent(current, state.z, plan)
-        if current.is_cuda and fused.available():
-            return fused.cuba_lif_step(current, state, self.beta, self.alpha, self.potentials)
-        c = self.config
-        return cuba_lif_step(current, state, self.beta, self.alpha, c.v_threshold, c.v_reset, c.v_leak)
-
-    def _add_recurrent(self, current: Tensor, z: Tensor, backend: str) -> Tensor:
-        if backend == "event":
-            # Spikes are 0 or 1: one bag of W^T rows per sample, the rows of the neurons that spiked.
-            # (nonzero on bools is about 25 % cheaper than on floats on the CPU.)
-            sample, neuron = z.bool().nonzero(as_tuple=True)
-            offsets = torch.searchsorted(sample, torch.arange(z.shape[0], device=z.device))
-            rows = nn.functional.embedding_bag(neuron, self.weight_t, offsets, mode="sum")
-            self._event_ran = not z.is_cuda
-            return rows.add_(current)
-        if backend == "sparse":
-            if self._event_ran:
-                # Measured (torch 2.13 CPU, 2 threads): after embedding_bag, MKL's CSR product runs
-                # about 2x slower until some operation opens a multi-threaded OpenMP region again.
-                # Filling 2 x GRAIN_SIZE floats opens one (tens of us) and changes no number.
-                _OMP_REGION.fill_(0.0)
-                self._event_ran = False
-            return torch.sparse.mm(self.sparse_weight, z.T).T.add(current)
-        return torch.addmm(current, z, self.weight_t)
-
-    def _derive(self, name: str, source: Tensor, build: Callable[[], Derived]) -> Derived:
-        """``build()``, kept while the buffer ``source`` it comes from is unchanged (the CSR copies
-        of W, the fused kernel's ``1 - beta``)."""
-        key = (source.data_ptr(), source._version, source.device, source.dtype)
-        if name not in self._derived or self._derived[name][0] != key:
-            self._derived[name] = (key, build())
-        return self._derived[name][1]
-
-    @staticmethod
-    def _csr(matrix: Tensor) -> Tensor:
-        with warnings.catch_warnings():  # torch calls CSR "beta"; the one product used here is stable
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            csr = matrix.to_sparse_csr()
-        indices = dict(dtype=torch.int32) if matrix.numel() < 2**31 else {}
-        return torch.sparse_csr_tensor(
-            csr.crow_indices().to(**indices),
-            csr.col_indices().to(**indices),
-            csr.values(),
-            csr.shape,
-            check_invariants=False,  # built by to_sparse_csr: valid by construction
-        )
-
-    @property
-    def sparse_weight(self) -> Tensor:
-        """W ``[post, pre]`` as a CSR matrix (int32 indices), built on first use and kept while
-        ``weight`` is unchanged; the sparse backend multiplies it with the spikes."""
-        return self._derive("sparse", self.weight, lambda: self._csr(self.weight))
-
-    def _fused_weights(self) -> tuple[Tensor, ...]:
-        """The rows of W^T as the fused kernel reads them: dense for a small, dense W
-        (``fused_cpu.dense_rows``), else CSR ``(indptr, indices, values)`` (``fused_cpu.csr_rows``);
-        none without recurrence."""
-        if not self.config.recurrent:
-            return ()
-        weight = self.weight
-        density = self._derive("density", weight, lambda: float(torch.count_nonzero(weight)) / weight.numel())
-        if fused_cpu.dense_rows(self.weight, density):
-            return (self.weight_t,)
-        return self._derive("fused", self.weight, lambda: fused_cpu.csr_rows(self._csr(self.weight_t.contiguous())))
-
-    def _run_fused(
-        self,
-        currents: Tensor,
-        state: CubaLIFState,
-        spikes: Tensor | None,
-        probe: Probe | None,
-        feedback: Feedback | None = None,
-    ) -> CubaLIFState:
-        trace = features = loop = None
-        if probe is not None:
-            steps = slice(probe.t, probe.t + currents.shape[1])
-            trace = (probe.trace, probe.decay)
-            features = (probe.out[:, steps], probe.names)
-            if feedback is not None:
-                f = feedback
-                loop = (f.weight, f.readout.contiguous(), f.bias, f.p, f.out[:, steps])
-        state, new_trace, new_p = fused_cpu.run_window(
-            currents, state, self._fused_weights(), self.alpha, self.beta,
-            self._derive("gain", self.beta, lambda: 1.0 - self.beta), self.potentials,
-            spikes, trace, features, loop,
-        )  # fmt: skip
-        if probe is not None:
-            probe.advance(currents.shape[1], new_trace)
-        if feedback is not None:
-            feedback.p = new_p
-        return state
+        return self.engine.step(self, current, state)
 
     @torch.no_grad()
     def run(
@@ -487,71 +252,10 @@ class Maelstrom(nn.Module):
         if feedback is not None and probe is None:
             raise ValueError("feedback reads the readout's features: pass a probe too")
         currents = run_input(currents, self.n_neurons, self.weight.device, self.weight.dtype)
-        batch, steps = currents.shape[:2]
-        state = self.init_state(batch) if state is None else state
+        state = self.init_state(currents.shape[0]) if state is None else state
         spikes = torch.empty_like(currents) if record else None
-        if self._plan() == "graph" and probe is None:
-            for start in range(0, steps, GRAPH_CHUNK):
-                stop = min(start + GRAPH_CHUNK, steps)
-                out = spikes[:, start:stop] if spikes is not None else None
-                state = self._graph(batch, stop - start, record).replay(currents[:, start:stop], state, out)
-            return spikes, state
-        in_kernel = feedback is None or feedback.head is None  # the kernel runs an affine readout only
-        for start in range(0, steps, RECHOOSE_STEPS):
-            part = slice(start, start + RECHOOSE_STEPS)
-            out = spikes[:, part] if spikes is not None else None
-            if in_kernel and self._plan(state.z) == "fused":
-                state = self._run_fused(currents[:, part], state, out, probe, feedback)
-            else:
-                state = step_through(self.step, currents[:, part], state, out, probe, feedback)
-        return spikes, state
+        return spikes, self.engine.run(self, currents, state, spikes, probe, feedback)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Maelstrom:
-        self._graphs.clear()  # captured graphs point at the buffers being moved or cast
-        self._derived.clear()
+        self.engine.clear()  # what the backend derived points at the buffers being moved or cast
         return super()._apply(fn, recurse)
-
-    def _graph(self, batch: int, steps: int, record: bool) -> _ChunkGraph:
-        key = (batch, steps, record, self.weight.data_ptr(), self.weight.dtype)
-        if key not in self._graphs:
-            if len(self._graphs) >= GRAPH_CACHE:
-                self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[key] = _ChunkGraph(self, batch, steps, record)
-        return self._graphs[key]
-
-
-class _ChunkGraph:
-    """A CUDA graph of ``steps`` maelstrom steps on static buffers: the inputs are copied in, the
-    graph replayed, the state and spikes copied out (so callers never see the static buffers)."""
-
-    def __init__(self, maelstrom: Maelstrom, batch: int, steps: int, record: bool) -> None:
-        self.maelstrom = maelstrom
-        self.state = maelstrom.init_state(batch)
-        self.currents = self.state.v.new_zeros(batch, steps, maelstrom.n_neurons)
-        self.spikes = torch.zeros_like(self.currents) if record else None
-        side = torch.cuda.Stream(self.currents.device)
-        side.wait_stream(torch.cuda.current_stream(self.currents.device))
-        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-            self._steps()
-        torch.cuda.current_stream(self.currents.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._steps()
-
-    def _steps(self) -> None:
-        state = self.state
-        for t in range(self.currents.shape[1]):
-            state = self.maelstrom.step(self.currents[:, t], state)
-            if self.spikes is not None:
-                self.spikes[:, t].copy_(state.z)
-        for static, new in zip(self.state, state, strict=True):
-            static.copy_(new)
-
-    def replay(self, currents: Tensor, state: CubaLIFState, spikes: Tensor | None) -> CubaLIFState:
-        self.currents.copy_(currents)
-        for static, given in zip(self.state, state, strict=True):
-            static.copy_(given)
-        self.graph.replay()
-        if spikes is not None:
-            spikes.copy_(self.spikes)
-        return CubaLIFState(*(s.clone() for s in self.state))

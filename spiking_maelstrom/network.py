@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from .encoders import ConvEncoder, Encoder, MLPEncoder
-from .maelstrom import PROBE_FEATURES, Feedback, Maelstrom, MaelstromConfig, Probe
+from .maelstrom import Maelstrom, MaelstromConfig
 from .neuron import CubaLIFState
+from .probe import FEATURES, Feedback, Probe
 from .readouts import LinearReadout, MLPReadout, RidgeReadout, affine_split
 
-FEATURES = PROBE_FEATURES
 ENCODERS = ("mlp", "linear", "conv")
 READOUTS = ("linear", "mlp", "ridge")
 
@@ -212,14 +212,11 @@ class MaelstromNetwork(nn.Module):
         the readout with its feature statistics as they are now (in training, the window's logits,
         computed afterwards in one call, also update them, as without feedback), from ``p``."""
         dtype = self.maelstrom.weight.dtype
-        readout, bias, head = affine_split(self.readout)
         return Feedback(
             weight=feedback_weight.detach().to(dtype).contiguous(),
-            readout=readout.to(dtype),
-            bias=bias.to(dtype),
+            readout=affine_split(self.readout).to(dtype),
             p=p,
             out=p.new_empty(p.shape[0], steps, p.shape[1]),
-            head=head,
         )
 
     @torch.no_grad()

@@ -7,6 +7,7 @@ classic liquid-state-machine baseline, fitted in closed form from streamed suffi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -160,14 +161,34 @@ class RidgeReadout(nn.Module):
         return nn.functional.linear(features, self.weight, self.bias)
 
 
-def affine_split(readout: nn.Module) -> tuple[Tensor, Tensor, nn.Module | None]:
-    """``readout`` as an affine map of the raw features ``(weight [H, F], bias [H])`` (the feature
-    normalisation folded in, with its statistics as they are now) and the layers after it (None
-    for a linear or ridge readout): the same scores up to rounding, in one product per step."""
+class AffineReadout(NamedTuple):
+    """A readout as an affine map of the raw features and what follows it:
+    ``scores = head(features weight^T + bias)``, ``weight [H, F]``, ``bias [H]``; ``head`` is None
+    for a linear or ridge readout (scores = the affine map) and an MLP readout's hidden layers
+    otherwise. The fused CPU kernel runs the loop itself only when ``head`` is None."""
+
+    weight: Tensor
+    bias: Tensor
+    head: nn.Module | None = None
+
+    def __call__(self, features: Tensor) -> Tensor:
+        """The scores of ``features [B, F]``."""
+        scores = torch.addmm(self.bias, features, self.weight.T)
+        return scores if self.head is None else self.head(scores)
+
+    def to(self, dtype: torch.dtype) -> AffineReadout:
+        """The affine map in ``dtype`` (the head as it is)."""
+        return self._replace(weight=self.weight.to(dtype), bias=self.bias.to(dtype))
+
+
+def affine_split(readout: nn.Module) -> AffineReadout:
+    """``readout`` as an :class:`AffineReadout` (the feature normalisation folded into the affine
+    map, with its statistics as they are now): the same scores up to rounding, in one product per
+    step. The one place a readout is folded; the export refuses what has a ``head``."""
     if isinstance(readout, RidgeReadout):
-        return readout.weight, readout.bias, None
+        return AffineReadout(readout.weight, readout.bias)
     if isinstance(readout, LinearReadout | MLPReadout):
         weight, bias = fold_normalisation(readout[0], readout[1])
-        return weight, bias, nn.Sequential(*list(readout)[2:]) if len(readout) > 2 else None
+        return AffineReadout(weight, bias, nn.Sequential(*list(readout)[2:]) if len(readout) > 2 else None)
     kinds = "a LinearReadout, MLPReadout or RidgeReadout"
-    raise TypeError(f"top-down feedback needs {kinds}, not {type(readout).__name__}")
+    raise TypeError(f"only {kinds} folds into an affine map, not {type(readout).__name__}")

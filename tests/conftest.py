@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from spiking_maelstrom import Feedback, Maelstrom, MaelstromConfig, NetworkConfig, Probe, build_network, load_task
+from spiking_maelstrom.readouts import AffineReadout
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -49,11 +50,13 @@ def run_closed_loop(m: Maelstrom, currents: torch.Tensor, head: torch.nn.Module 
     probe = Probe(("trace", "current"), features, torch.zeros(batch, n, dtype=currents.dtype, device=device), 0.9)
     loop = Feedback(
         weight=(3.0 * torch.randn(classes, n, **kw)).to(device),
-        readout=(torch.randn(width, 2 * n, **kw) / n**0.5).to(device),
-        bias=torch.randn(width, **kw).to(device),
+        readout=AffineReadout(
+            weight=(torch.randn(width, 2 * n, **kw) / n**0.5).to(device),
+            bias=torch.randn(width, **kw).to(device),
+            head=head,
+        ),
         p=torch.full((batch, classes), 1.0 / classes, dtype=currents.dtype, device=device),
         out=torch.empty(batch, steps, classes, dtype=currents.dtype, device=device),
-        head=head,
     )
     currents = currents.to(device)
     first, state = m.run(currents[:, :20], probe=probe, feedback=loop)

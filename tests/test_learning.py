@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spiking_maelstrom import fused_cpu, learning
+from spiking_maelstrom import learning
+from spiking_maelstrom.backends import fused_cpu
 from spiking_maelstrom.learning import make_rule, penalty_on_currents, predict, sequence_loss, step_weights, train_batch
 
 from .conftest import tiny_network

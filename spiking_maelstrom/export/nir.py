@@ -34,7 +34,7 @@ from ..encoders import MLPEncoder
 from ..files import atomic_write
 from ..maelstrom import Maelstrom, MaelstromConfig, MaelstromParameters
 from ..network import MaelstromNetwork, NetworkConfig
-from ..readouts import LinearReadout, RidgeReadout, fold_normalisation
+from ..readouts import RidgeReadout, affine_split
 
 PRODUCER = "spiking-maelstrom"
 OUTPUTS = ("scores", "spikes")
@@ -83,19 +83,21 @@ def encoder_affine(network: MaelstromNetwork, drop_feedback: bool = False) -> tu
 
 
 def readout_affine(network: MaelstromNetwork) -> tuple[Tensor, Tensor]:
-    """The readout as one affine map ``(weight [C, F], bias [C])`` on the raw features, with the
-    feature normalisation folded in (computed in float64)."""
+    """The readout as one affine map ``(weight [C, F], bias [C])`` on the raw features, the feature
+    normalisation folded in (``readouts.affine_split``); refuses an unfitted ridge and hidden layers."""
     readout = network.readout
-    if isinstance(readout, RidgeReadout):
-        if not bool(readout.fitted):
-            raise ExportError("readout: the ridge readout has not been fitted; train before exporting")
-        return readout.weight.detach().clone(), readout.bias.detach().clone()
-    if isinstance(readout, LinearReadout):
-        return fold_normalisation(readout[0], readout[1])
-    raise ExportError(
-        f"readout: {type(readout).__name__} has hidden ReLU layers, which NIR cannot express; "
-        "use --readout linear or ridge"
-    )
+    if isinstance(readout, RidgeReadout) and not bool(readout.fitted):
+        raise ExportError("readout: the ridge readout has not been fitted; train before exporting")
+    try:
+        affine = affine_split(readout)
+    except TypeError as err:
+        raise ExportError(f"readout: {err}") from err
+    if affine.head is not None:
+        raise ExportError(
+            f"readout: {type(readout).__name__} has hidden ReLU layers, which NIR cannot express; "
+            "use --readout linear or ridge"
+        )
+    return affine.weight.detach().clone(), affine.bias.detach().clone()
 
 
 def to_nir(

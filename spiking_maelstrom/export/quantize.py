@@ -23,9 +23,10 @@ import torch
 from torch import Tensor, nn
 
 from ..encoders import MLPEncoder
-from ..maelstrom import Maelstrom, MaelstromParameters, Probe, run_input, step_through
+from ..maelstrom import Maelstrom, MaelstromParameters, run_input
 from ..network import MaelstromNetwork
 from ..neuron import CubaLIFState
+from ..probe import Probe, step_through
 from ..readouts import RidgeReadout
 from .nir import ExportError, encoder_affine, readout_affine
 from .targets import Target

@@ -8,7 +8,7 @@ operations of ``neuron.cuba_lif_step`` in the same order, each rounded on its ow
 nothing into a fused multiply-add). Its spikes, currents and voltages are therefore those of the
 ``event`` backend bit for bit (a zero may differ in sign). It can also write the readout's
 per-step features (trace, current, voltage) as it goes, so a window costs no Python per step,
-and close a feedback loop (``maelstrom.Feedback``): each step's input then takes the softmax of an
+and close a feedback loop (``probe.Feedback``): each step's input then takes the softmax of an
 affine readout of the step before. The loop's sums are its own (the readout's dot products may
 be reordered to vectorise), so with a loop the bits match the other backends' up to rounding.
 
@@ -22,17 +22,22 @@ bits wide where N allows it (:func:`csr_rows`).
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .neuron import CubaLIFState
+from ..neuron import CubaLIFState
+from ..probe import FEATURES, Feedback, Probe
+from .base import Backend, Derived
+from .sparse import csr
+
+if TYPE_CHECKING:
+    from ..maelstrom import Maelstrom
 
 DENSE_ROWS_BYTES = 32 * 2**20
 DENSE_ROWS_DENSITY = 0.2
-PROBE_FEATURES = ("trace", "current", "voltage")
 
 
 def dense_rows(weight: Tensor, density: float) -> bool:
@@ -57,15 +62,15 @@ def max_rate(weight: Tensor) -> float:
     return 0.17 if weight.numel() * weight.element_size() <= 64 * 2**20 else 0.15
 
 
-def csr_rows(csr: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def csr_rows(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """A CSR matrix ``[rows, N]`` as the kernel reads it, ``(indptr, indices, values)``, its column
     indices in 16 bits when ``N <= 2**16``: 6 bytes per synapse instead of 8, which counts when the
     rows no longer fit in cache (measured, 10 % density, batch 64 x 250 steps, spikes recorded:
     N = 8000 7.7 to 8.1 against 8.9 to 9.0 s with 32-bit indices; N = 4000 the same)."""
-    indices = csr.col_indices()
-    if csr.shape[1] <= 2**16:
+    indices = matrix.col_indices()
+    if matrix.shape[1] <= 2**16:
         indices = torch.from_numpy(indices.numpy().astype(np.uint16))
-    return csr.crow_indices(), indices, csr.values()
+    return matrix.crow_indices(), indices, matrix.values()
 
 
 @cache
@@ -87,6 +92,53 @@ def _kernel() -> Any:
     return window
 
 
+class Fused(Backend):
+    """The event product and the neuron update in one compiled kernel (numba, CPU only) that runs a
+    whole window of steps per call, one sample per thread; with the readout's features and, for an
+    affine readout fed back, the feedback loop inside."""
+
+    name = "fused"
+
+    def __init__(self) -> None:
+        self._derived = Derived()
+
+    def weights(self, m: Maelstrom) -> tuple[Tensor, ...]:
+        """The rows of W^T as the kernel reads them: dense for a small, dense W (:func:`dense_rows`),
+        else CSR ``(indptr, indices, values)`` (:func:`csr_rows`); none without recurrence."""
+        if not m.config.recurrent:
+            return ()
+        weight = m.weight
+        density = self._derived.get("density", weight, lambda: float(torch.count_nonzero(weight)) / weight.numel())
+        if dense_rows(weight, density):
+            return (m.weight_t,)
+        return self._derived.get("rows", weight, lambda: csr_rows(csr(m.weight_t.contiguous())))
+
+    def step(self, m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
+        return self.run(m, current.unsqueeze(1), state, None, None, None)
+
+    def run(
+        self,
+        m: Maelstrom,
+        currents: Tensor,
+        state: CubaLIFState,
+        spikes: Tensor | None,
+        probe: Probe | None,
+        feedback: Feedback | None,
+    ) -> CubaLIFState:
+        if m.weight.is_cuda:
+            raise ValueError("backend 'fused' is the CPU kernel; on CUDA use 'auto' or 'graph'")
+        if not available():
+            raise ValueError("backend 'fused' needs numba (pip install numba); 'event' gives the same spikes")
+        if feedback is not None and feedback.readout.head is not None:
+            return super().run(m, currents, state, spikes, probe, feedback)  # a kernel call per step
+        gain = self._derived.get("gain", m.beta, lambda: 1.0 - m.beta)
+        weights = self.weights(m)
+        return run_window(currents, state, weights, m.alpha, m.beta, gain, m.potentials, spikes, probe, feedback)
+
+    def clear(self) -> None:
+        self._derived.clear()
+
+
 def run_window(
     currents: Tensor,
     state: CubaLIFState,
@@ -96,57 +148,61 @@ def run_window(
     gain: Tensor,
     potentials: Tensor,
     spikes: Tensor | None = None,
-    trace: tuple[Tensor, float] | None = None,
-    features: tuple[Tensor, tuple[str, ...]] | None = None,
-    loop: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None,
-) -> tuple[CubaLIFState, Tensor | None, Tensor | None]:
-    """Run ``currents [B, K, N]`` (any strides) from ``state``; returns the new state, trace and feedback.
+    probe: Probe | None = None,
+    feedback: Feedback | None = None,
+) -> CubaLIFState:
+    """Run ``currents [B, K, N]`` (any strides) from ``state``; returns the new state.
 
     ``weights`` is ``(W^T,)`` for dense rows, ``(indptr, indices, values)`` of W^T as CSR (indices of
     any integer type, as :func:`csr_rows` makes them), or ``()`` without recurrence. ``gain`` is
     ``1 - beta`` and ``potentials`` ``[v_threshold, v_reset, v_leak]``, all in the state's dtype.
-    ``spikes [B, K, N]`` is written when given; ``trace = (trace [B, N], decay)`` is carried
-    along; ``features = (out [B, K, F], names)`` writes the named features (``PROBE_FEATURES``)
-    side by side, each N wide, every step. ``loop = (weight [C, N], readout [C, F], bias [C],
-    p [B, C], fed [B, K, C])`` closes a feedback loop: each step's input is ``currents_t + p
-    weight``, ``fed`` records that step's ``p``, and ``p`` becomes the softmax of ``readout
-    features_t + bias``. The input state, trace and ``p`` are left as they are.
+    ``spikes [B, K, N]`` is written when given; the ``probe`` gets its K steps of features and
+    moves on; the ``feedback`` (whose readout has no head) closes the loop: each step's input is
+    ``currents_t + p weight``, its ``out`` records that step's ``p``, and ``p`` becomes the softmax
+    of the readout's scores of the step's features. The input state is left as it is.
     """
     import numba
 
-    _check_shapes(currents, state, spikes, trace, features, loop)
+    steps = slice(probe.t, probe.t + currents.shape[1]) if probe is not None else None
+    features = probe.out[:, steps] if probe is not None else None
+    fed = feedback.out[:, steps] if feedback is not None else None
+    _check_shapes(currents, state, spikes, probe, features, feedback, fed)
     # numba compiles a kernel per memory layout: a strided view (a step of a [B, T, N] run) is copied
     currents = currents.contiguous()
     numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     real = currents.numpy().dtype
     nothing = {d: np.empty((0,) * d, real) for d in (1, 2, 3)}  # what the kernel reads as "absent"
     rows = weights[0].numpy() if len(weights) == 1 else nothing[2]
-    csr = [np.empty(0, np.uint32)] * 2 + [nothing[1]]
+    sparse_rows = [np.empty(0, np.uint32)] * 2 + [nothing[1]]
     if len(weights) == 3:
-        csr = [_unsigned(weights[0].numpy()), _unsigned(weights[1].numpy()), weights[2].numpy()]
+        sparse_rows = [_unsigned(weights[0].numpy()), _unsigned(weights[1].numpy()), weights[2].numpy()]
     v, i, z = (s.clone() for s in state)
-    new_trace = trace[0].clone() if trace is not None else None
-    slots = np.full(len(PROBE_FEATURES), -1, dtype=np.int64)
-    if features is not None:
-        for k, name in enumerate(features[1]):
-            slots[PROBE_FEATURES.index(name)] = k * currents.shape[-1]
-    new_p = loop[3].clone() if loop is not None else None
+    new_trace = probe.trace.clone() if probe is not None else None
+    slots = np.full(len(FEATURES), -1, dtype=np.int64)
+    if probe is not None:
+        for k, name in enumerate(probe.names):
+            slots[FEATURES.index(name)] = k * currents.shape[-1]
+    new_p = feedback.p.clone() if feedback is not None else None
     closed = (
-        [t.numpy() for t in (*loop[:3], new_p, loop[4])]
-        if loop is not None
+        [t.numpy() for t in (feedback.weight, feedback.readout.weight.contiguous(), feedback.readout.bias, new_p, fed)]
+        if feedback is not None
         else [nothing[2], nothing[2], nothing[1], nothing[2], nothing[3]]
     )
     _kernel()(
-        currents.numpy(), rows, *csr, alpha.numpy(), beta.numpy(), gain.numpy(), potentials.numpy(),
+        currents.numpy(), rows, *sparse_rows, alpha.numpy(), beta.numpy(), gain.numpy(), potentials.numpy(),
         v.numpy(), i.numpy(), z.numpy(),
         new_trace.numpy() if new_trace is not None else nothing[2],
-        real.type(trace[1] if trace is not None else 0),
-        features[0].numpy() if features is not None else nothing[3],
+        real.type(probe.decay if probe is not None else 0),
+        features.numpy() if features is not None else nothing[3],
         slots,
         spikes.numpy() if spikes is not None else nothing[3],
         *closed,
     )  # fmt: skip
-    return CubaLIFState(v=v, i=i, z=z), new_trace, new_p
+    if probe is not None:
+        probe.advance(currents.shape[1], new_trace)
+    if feedback is not None:
+        feedback.p = new_p
+    return CubaLIFState(v=v, i=i, z=z)
 
 
 def _unsigned(indices: np.ndarray) -> np.ndarray:
@@ -158,28 +214,26 @@ def _check_shapes(
     currents: Tensor,
     state: CubaLIFState,
     spikes: Tensor | None,
-    trace: tuple[Tensor, float] | None,
-    features: tuple[Tensor, tuple[str, ...]] | None,
-    loop: tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None = None,
+    probe: Probe | None,
+    features: Tensor | None,
+    feedback: Feedback | None,
+    fed: Tensor | None,
 ) -> None:
     """The kernel checks no bounds: a mismatched shape must stop here, not corrupt memory."""
     batch, steps, n = currents.shape
     expected = {f"state.{name}": (tensor, (batch, n)) for name, tensor in zip(state._fields, state, strict=True)}
     if spikes is not None:
         expected["spikes"] = (spikes, (batch, steps, n))
-    if trace is not None:
-        expected["trace"] = (trace[0], (batch, n))
-    elif features is not None and "trace" in features[1]:
-        raise ValueError("the trace feature needs a trace to carry")
-    if features is not None:
-        expected["features"] = (features[0], (batch, steps, len(features[1]) * n))
-    if loop is not None:
-        if features is None:
-            raise ValueError("a feedback loop reads the features: pass features")
-        classes, width = loop[0].shape[0], features[0].shape[-1]
+    if probe is not None:
+        expected["trace"] = (probe.trace, (batch, n))
+        expected["features"] = (features, (batch, steps, len(probe.names) * n))
+    if feedback is not None:
+        if probe is None:
+            raise ValueError("a feedback loop reads the features: pass a probe")
+        classes, width = feedback.weight.shape[0], features.shape[-1]
         for name, tensor, shape in zip(
             ("loop weight", "readout", "readout bias", "p", "fed"),
-            loop,
+            (feedback.weight, feedback.readout.weight, feedback.readout.bias, feedback.p, fed),
             ((classes, n), (classes, width), (classes,), (batch, classes), (batch, steps, classes)),
             strict=True,
         ):

@@ -5,7 +5,7 @@ PyTorch launches a kernel per operation. This kernel does the whole update in on
 same operations in the same order, each rounded on its own (``mul_rn``/``add_rn``: no fused
 multiply-add), so its state is bit for bit that of ``neuron.cuba_lif_step`` on the CPU.
 
-Used automatically by ``Maelstrom.step`` on CUDA when Triton is importable; ``available()`` says.
+Used by every step on CUDA (``base.neuron_step``) when Triton is importable; ``available()`` says.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from .neuron import CubaLIFState
+from ..neuron import CubaLIFState
 
 BLOCK = 1024
 
