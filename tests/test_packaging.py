@@ -70,7 +70,7 @@ def hardware_run(tmp_path_factory) -> Path:
     config = NetworkConfig(
         (N_INPUTS,), N_CLASSES, maelstrom, encoder="linear", readout="ridge", features=("trace",), feedback=False
     )
-    trainer = Trainer(build_network(config), task, TrainConfig(encoder_rule="frozen", val_fraction=0.0), False)
+    trainer = Trainer(build_network(config), task, TrainConfig(encoder_rule="frozen", val_fraction=0.0))
     trainer.fit()
     run = tmp_path_factory.mktemp("run")
     trainer.save(run / "checkpoint.pt")
