@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor
@@ -26,13 +27,15 @@ MODES = ("online", "offline")
 
 @dataclass
 class InputBaselineConfig:
-    """``tau`` in seconds (online trace), ``bins`` per sample (offline), ridge ``alpha``."""
+    """How the input alone is read (see the module docstring for the two modes)."""
 
-    mode: str = "online"
-    tau: float = 0.25
-    bins: int = 3
-    alpha: float = 1.0
-    batch_size: int = 64
+    mode: Annotated[
+        str, "online: a leaky input trace read at every step; offline: bins stretched to each sample (needs its end)"
+    ] = "online"
+    tau: Annotated[float, "time constant of the online trace, in seconds"] = 0.25
+    bins: Annotated[int, "offline bins per sample"] = 3
+    alpha: Annotated[float, "ridge penalty"] = 1.0
+    batch_size: Annotated[int, "samples per pass"] = 64
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

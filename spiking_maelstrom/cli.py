@@ -77,6 +77,7 @@ SHORT = {
     "--group-by": "cv.group_by",
     "--members": "cv.members",
 }
+BASELINE_TASK = "nmnist"
 SWITCHES = {"--no-feedback": "network.feedback", "--no-recurrence": "network.maelstrom.recurrent"}
 
 
@@ -195,7 +196,8 @@ def _baseline_parser(sub: Any) -> None:
         "baseline", help="a ridge readout on the binned input alone (no maelstrom), the reference to beat"
     )
     tasks = [s for s in run_settings() if s.key.startswith("task.") or s.key == "seed"]
-    add_settings(baseline, [*tasks, *settings_of(CVConfig, "cv.", frozenset({"cv.members"}))], SHORT)
+    cv = settings_of(CVConfig, "cv.", frozenset({"cv.members"}))
+    add_settings(baseline, [*tasks, *cv], SHORT, defaults={"task.name": BASELINE_TASK})
     add_settings(baseline, list(settings_of(InputBaselineConfig)))
     baseline.add_argument(
         "--task-option", action="append", metavar="KEY=VALUE", help="deprecated spelling of --task.KEY VALUE"
@@ -280,7 +282,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
-    tree = checked(nest({"task.name": "nmnist", **_given(args)}))
+    tree = checked(nest({"task.name": BASELINE_TASK, **_given(args)}))
     cv = CVConfig(**tree.get("cv", {}))
     options = dict(tree["task"])
     task = TaskConfig(options.pop("name"), options).load()

@@ -68,8 +68,6 @@ class NetworkConfig:
             raise ValueError("the ridge readout is fitted in one pass and cannot feed back: set feedback=False")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
-        if not self.trace_tau > self.maelstrom.dt:
-            raise ValueError(f"trace_tau={self.trace_tau} must exceed the maelstrom's dt={self.maelstrom.dt}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
