@@ -51,7 +51,7 @@ class CVConfig:
         if self.folds == 1 or self.folds < 0:
             raise ValueError(f"folds must be 0 (none) or at least 2, got {self.folds}")
         if self.group_by is not None and not self.folds:
-            raise ValueError("group_by needs folds")
+            raise ValueError("cv.group_by needs cv.folds (with cv.folds 0, give cv.group_by none)")
         if self.members < 1 or (self.members > 1 and not self.folds):
             raise ValueError(f"members {self.members}: give a count >= 1, and more than 1 only with folds")
 
