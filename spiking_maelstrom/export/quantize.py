@@ -7,8 +7,16 @@ The chip runs a CUBA neuron whose membrane integrates the synaptic current unsca
     v <- decay_mem(v) + i
     z = v > threshold; then v <- 0 (reset "zero") or v - threshold (reset "subtract")
 
+and each target may say otherwise (its TOML, see ``hardware/README.md``): ``state.order =
+"add-decay"`` decays after adding, ``i <- decay_syn(i + W_in x + b + W z)``; ``spike.compare =
+">="`` fires on ``v >= threshold``; ``spike.max_per_step = M`` fires ``z = min(M, spikes)`` times,
+taking one threshold off ``v`` for each (so ``z`` is a count); ``spike.input_max_per_step = K``
+clips each input channel to ``K`` spikes per step; ``decay.min_step = 1`` moves any non-zero state
+by at least 1 (``x - max(x >> s, sign x)``, Xylo's rule).
+
 Our membrane integrates ``(1 - beta) i``, so every synapse into neuron ``j`` is multiplied by
-``g_j = 1 - beta_j`` (with the chip's quantised decay) before quantisation, and all of neuron ``j``'s
+``g_j = 1 - beta_j`` (with the chip's quantised decay; ``(1 - beta_j) / alpha_j`` under
+"add-decay", whose current is ``alpha`` times ours) before quantisation, and all of neuron ``j``'s
 inputs and its threshold are divided by one scale ``s`` (``scaling="per-layer"``, one for the
 whole population) or ``s_j`` (``"per-channel"``), chosen so the largest weight uses the full
 signed range. The readout stays on the host, in float, fed by the chip's spikes and currents.
@@ -61,6 +69,11 @@ class QuantizedNetwork:
     def n_neurons(self) -> int:
         return self.encoder_weight.shape[0]
 
+    @property
+    def gain(self) -> Tensor:
+        """``g``: one integer step of the chip's input is ``scale / g`` of our current."""
+        return synapse_gain(self.target, self.alpha, self.beta)
+
     def weight_bits_used(self) -> int:
         """Signed bits the largest quantised input weight or bias needs (a check on the mapping)."""
         parts = [self.encoder_weight, self.encoder_bias]
@@ -90,7 +103,7 @@ class QuantizedNetwork:
 
         copy = from_nir(to_nir(network, drop_feedback=True))
         # One integer step in our units; the threshold's rounding is folded in, so v_threshold holds.
-        back = (network.maelstrom.config.v_threshold / self.threshold / (1.0 - self.beta))[:, None]
+        back = (network.maelstrom.config.v_threshold / self.threshold / self.gain)[:, None]
         tau_mem = self.dt / (1.0 - self.beta)
         tau_syn = self.dt / (1.0 - self.alpha)
         old = copy.maelstrom
@@ -106,7 +119,7 @@ class QuantizedNetwork:
     def to_network(self) -> MaelstromNetwork:
         """A network that runs this quantised mapping with the target's arithmetic."""
         n, d = self.encoder_weight.shape
-        encoder = MLPEncoder(self.input_shape, n, hidden=(), gain=1.0).double()
+        encoder = ChipEncoder(self.input_shape, n, self.target.max_input_spikes).double()
         readout = RidgeReadout(self.readout_weight.shape[1], self.readout_weight.shape[0]).double()
         with torch.no_grad():
             encoder.out.weight.copy_(self.encoder_weight)
@@ -145,6 +158,14 @@ def _decay_codes(tau: Tensor, dt: float, target: Target, what: str, problems: li
     if spec.get("per_layer") and distinct > 1:
         problems.append(f"one {what} decay per layer, but the maelstrom's {what} time constants give {distinct} values")
     return codes, factors
+
+
+def synapse_gain(target: Target, alpha: Tensor, beta: Tensor) -> Tensor:
+    """``g = 1 - beta`` (the chip's membrane adds its current unscaled), divided by ``alpha`` when the
+    target decays the current after adding its input (``state.order = "add-decay"``; ``alpha = 0``,
+    which leaves no current, counts as ``2**-16``)."""
+    gain = 1.0 - beta
+    return gain / alpha.clamp_min(2.0**-16) if target.order == "add-decay" else gain
 
 
 def check_limits(
@@ -201,7 +222,9 @@ def quantize(
     dt = m.dt
     syn_code, alpha = _decay_codes(m.tau_syn.detach().cpu().double(), dt, target, "synaptic", problems)
     mem_code, beta = _decay_codes(m.tau_mem.detach().cpu().double(), dt, target, "membrane", problems)
-    gain = 1.0 - beta
+    if target.order == "add-decay" and bool((alpha == 0).any()):
+        problems.append("a synaptic decay to 0 in one step (bit shift 0) leaves no current for the membrane")
+    gain = synapse_gain(target, alpha, beta)
     w_rec = m.weight.detach().cpu().double() if m.config.recurrent else w_in.new_zeros(w_in.shape[0], 0)
     rows = torch.cat([w_in, b_in[:, None], w_rec], 1) * gain[:, None]
     threshold = torch.full_like(gain, m.config.v_threshold)
@@ -222,9 +245,9 @@ def quantize(
     n = m.n_neurons
     features = network.features
     readout_w = readout_w.clone()
-    if "current" in features:  # chip currents back to our units: i = i_chip * scale / (1 - beta)
+    if "current" in features:  # chip currents back to our units: i = i_chip * scale / (1 - beta), either order
         k = features.index("current")
-        readout_w[:, k * n : (k + 1) * n] *= scale / gain
+        readout_w[:, k * n : (k + 1) * n] *= scale / (1.0 - beta)
     return QuantizedNetwork(
         target=target,
         input_shape=tuple(network.encoder.input_shape),
@@ -247,6 +270,17 @@ def quantize(
     )
 
 
+class ChipEncoder(MLPEncoder):
+    """The linear encoder, its input counts clipped to ``max_spikes`` per channel and step (None: not)."""
+
+    def __init__(self, input_shape: tuple[int, ...], n_out: int, max_spikes: int | None) -> None:
+        super().__init__(input_shape, n_out, hidden=(), gain=1.0)
+        self.max_spikes = max_spikes
+
+    def _frames(self, x: Tensor) -> Tensor:
+        return super()._frames(x if self.max_spikes is None else x.clamp(max=self.max_spikes))
+
+
 class ChipMaelstrom(nn.Module):
     """The quantised maelstrom, stepped with the target's arithmetic (see the module docstring);
     a drop-in for :class:`~spiking_maelstrom.maelstrom.Maelstrom` in a network."""
@@ -261,9 +295,14 @@ class ChipMaelstrom(nn.Module):
             self.register_buffer(name, getattr(q, name).clone())
         self.decay_kind = q.target.decay["kind"]
         self.decay_full = 2 ** int(q.target.decay.get("bits", 0))
+        self.min_step = bool(q.target.decay.get("min_step", 0))
         self.subtract = q.target.reset == "subtract"
+        self.add_first = q.target.order == "add-decay"
+        self.at_threshold = q.target.compare == ">="
+        self.max_spikes = q.target.max_spikes
         bits = q.target.state
-        self.limits = {k: 2 ** (int(bits[f"{k}_bits"]) - 1) - 1 for k in ("current", "voltage") if f"{k}_bits" in bits}
+        # signed b-bit state: -2^(b-1) .. 2^(b-1) - 1
+        self.limits = {k: 2 ** (int(bits[f"{k}_bits"]) - 1) for k in ("current", "voltage") if f"{k}_bits" in bits}
 
     def init_state(self, batch_size: int) -> CubaLIFState:
         zeros = torch.zeros(batch_size, self.n_neurons, dtype=torch.float64, device=self.threshold.device)
@@ -275,11 +314,14 @@ class ChipMaelstrom(nn.Module):
         if self.decay_kind == "fraction":  # magnitude times (2^b - d), shifted right by b: rounds toward zero
             full = self.decay_full
             return torch.sign(x) * torch.floor(x.abs() * (full - code) / full)
-        return x - torch.floor(x / 2.0**code)  # x - (x >> s), arithmetic shift
+        step = torch.floor(x / 2.0**code)  # x >> s, arithmetic shift
+        if self.min_step:  # x >> s is 0 only for 0 <= x < 2**s
+            step = torch.where(step == 0, torch.sign(x), step)
+        return x - step
 
     def _saturate(self, x: Tensor, key: str) -> Tensor:
         limit = self.limits.get(key)
-        return x if limit is None else x.clamp(-limit, limit)
+        return x if limit is None else x.clamp(-limit, limit - 1)
 
     @torch.no_grad()
     def run(
@@ -291,14 +333,26 @@ class ChipMaelstrom(nn.Module):
         spikes = torch.empty_like(currents) if record else None
         return spikes, step_through(self.step, currents, state, spikes, probe)
 
+    def _spikes(self, v: Tensor) -> Tensor:
+        """Spikes this step: ``v > th`` (or ``>=``) once, or with ``max_spikes = M`` as many times
+        as a threshold can be taken off ``v`` and still leave it firing, ``min(M, ceil(v / th) - 1)``
+        (``floor(v / th)`` for ``>=``)."""
+        if self.max_spikes == 1:
+            return (v >= self.threshold if self.at_threshold else v > self.threshold).double()
+        ratio = v / self.threshold
+        count = torch.floor(ratio) if self.at_threshold else torch.ceil(ratio) - 1
+        return count.clamp(0, self.max_spikes)
+
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:
-        i = self._decay(state.i, self.syn_code, self.alpha) + current.detach().double()
+        drive = current.detach().double()
         if self.weight_t is not None:
-            i = i + state.z @ self.weight_t
-        i = self._saturate(i, "current")
+            drive = drive + state.z @ self.weight_t
+        if self.add_first:
+            i = self._decay(self._saturate(state.i + drive, "current"), self.syn_code, self.alpha)
+        else:
+            i = self._saturate(self._decay(state.i, self.syn_code, self.alpha) + drive, "current")
         v = self._saturate(self._decay(state.v, self.mem_code, self.beta) + i, "voltage")
-        spiked = v > self.threshold
-        z = spiked.double()
-        v = torch.where(spiked, v - self.threshold if self.subtract else torch.zeros_like(v), v)
+        z = self._spikes(v)
+        v = v - z * self.threshold if self.subtract else torch.where(z > 0, torch.zeros_like(v), v)
         return CubaLIFState(v=v, i=i, z=z)

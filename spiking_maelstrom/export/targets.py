@@ -14,12 +14,15 @@ from typing import Any
 HARDWARE_DIR = files("spiking_maelstrom.hardware")
 DECAY_KINDS = ("fraction", "shift", "float")
 RESETS = ("zero", "subtract")
+COMPARES = (">", ">=")
+ORDERS = ("decay-add", "add-decay")
 
 
 @dataclass(frozen=True)
 class Target:
-    """What a chip (or a format) can represent. ``weight``, ``decay``, ``threshold``, ``state`` and
-    ``limits`` are the TOML tables of the same names (see ``spiking_maelstrom/hardware/README.md``)."""
+    """What a chip (or a format) can represent. ``weight``, ``decay``, ``threshold``, ``state``,
+    ``spike`` and ``limits`` are the TOML tables of the same names (see
+    ``spiking_maelstrom/hardware/README.md``)."""
 
     name: str
     title: str
@@ -29,12 +32,33 @@ class Target:
     threshold: dict[str, Any]
     state: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)
+    spike: dict[str, Any] = field(default_factory=dict)
     reset: str = "zero"
     notes: str = ""
 
     @property
     def integer(self) -> bool:
         return self.weight["kind"] == "int"
+
+    @property
+    def compare(self) -> str:
+        """How the membrane meets the threshold to fire: ``">"`` (the default) or ``">="``."""
+        return self.spike.get("compare", ">")
+
+    @property
+    def max_spikes(self) -> int:
+        """Spikes a neuron may fire in one step (default 1), each one taking a threshold off ``v``."""
+        return int(self.spike.get("max_per_step", 1))
+
+    @property
+    def max_input_spikes(self) -> int | None:
+        """Spikes an input channel can deliver in one step (the excess is dropped), or None: no limit."""
+        return self.spike.get("input_max_per_step")
+
+    @property
+    def order(self) -> str:
+        """``"decay-add"`` (default): ``i <- decay(i) + input``; ``"add-decay"``: ``i <- decay(i + input)``."""
+        return self.state.get("order", "decay-add")
 
 
 def available_targets() -> list[str]:
@@ -72,6 +96,7 @@ def load_target(name_or_path: str | Path) -> Target:
             threshold=dict(data["threshold"]),
             state=dict(data.get("state", {})),
             limits=dict(data.get("limits", {})),
+            spike=dict(data.get("spike", {})),
             reset=data.get("reset", "zero"),
             notes=data.get("notes", ""),
         )
@@ -86,6 +111,15 @@ def load_target(name_or_path: str | Path) -> Target:
         problems.append(f"decay.kind must be one of {DECAY_KINDS}")
     if target.reset not in RESETS:
         problems.append(f"reset must be one of {RESETS}")
+    if target.compare not in COMPARES:
+        problems.append(f"spike.compare must be one of {COMPARES}")
+    if not (isinstance(target.spike.get("max_per_step", 1), int) and target.max_spikes >= 1):
+        problems.append("spike.max_per_step must be an integer >= 1")
+    clip = target.spike.get("input_max_per_step", 1)
+    if not (isinstance(clip, int) and clip >= 1):
+        problems.append("spike.input_max_per_step must be an integer >= 1")
+    if target.order not in ORDERS:
+        problems.append(f"state.order must be one of {ORDERS}")
     if problems:
         raise ValueError(f"hardware target file {path}: " + "; ".join(problems))
     return target
