@@ -132,6 +132,12 @@ def break_count_and_checksum(path):
     break_index_and_checksum(path, 0, "frames/count")
 
 
+def break_kind(path):  # a name that is no dataset
+    with h5py.File(path, "r+") as handle:
+        del handle["frames/index"]
+        handle["frames/index"] = np.dtype("f4")
+
+
 def drop_checksum(path):  # as a cache built before checksums were stored
     with h5py.File(path, "r+") as handle:
         del handle.attrs["sha256"]
@@ -142,6 +148,7 @@ def drop_checksum(path):  # as a cache built before checksums were stored
     [
         (break_truncate, "unreadable"),
         (break_flag, "incomplete"),
+        (break_kind, r"unreadable \(AttributeError: "),
         (break_shape, r"samples have shape \(29, 2, 34, 34\), expected \(30, 2, 34, 34\)"),
         (break_offsets, "frames/offset does not index 6 samples"),
         (break_count, "its checksum does not match its contents"),

@@ -190,6 +190,17 @@ def test_truncated_zip_is_a_one_line_error_naming_it(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def test_zip_member_name_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = zip_tree(tmp_path, write_tree(tmp_path / "folder", labels=(0,), per_label=1))
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory entry: flag the name UTF-8, break its first byte
+    data[entry + 9] |= 0x08
+    data[entry + 46] = 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFormatError, match=r"Train\.zip: unreadable zip data \(UnicodeDecodeError: "):
+        NMNISTFiles(tmp_path, "train")
+
+
 @pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_corrupt_zip_member_is_a_one_line_error_naming_it(tmp_path, method):
     path = tmp_path / "Train.zip"

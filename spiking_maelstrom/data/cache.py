@@ -119,8 +119,8 @@ def _problem(path: Path, config: dict[str, Any], shape: tuple[int, ...], labels:
             if handle.attrs.get("sha256") != checksum(handle):
                 return "its checksum does not match its contents (damaged, or built by an older version)"
             return _out_of_bounds(handle, int(np.prod(shape)))
-    except (OSError, KeyError, ValueError, IndexError, TypeError, RuntimeError) as err:
-        return f"unreadable ({type(err).__name__}: {err})"
+    except (OSError, KeyError, ValueError, IndexError, TypeError, RuntimeError, AttributeError) as err:
+        return f"unreadable ({type(err).__name__}: {err})"  # AttributeError: a name that is no dataset
 
 
 def remove_stale_builds(path: Path, source: EventSource) -> None:

@@ -30,8 +30,17 @@ MAX_TIMESTAMP = (1 << 23) - 1
 N_CLASSES = 10  # the digits: label folders 0..9
 SPLITS = ("Train", "Test")
 # What reading a damaged archive raises: a bad header or CRC, a truncated or corrupt compressed stream,
-# an unsupported or encrypted member.
-ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError, RuntimeError)
+# an unsupported or encrypted member, a member name that is not UTF-8 (UnicodeDecodeError, a ValueError).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 DEFAULT_ROOT = Path("datasets") / "nmnist"
 HELP = (
     "expected {root}/Train/<label>/<n>.bin and {root}/Test/<label>/<n>.bin, or the official archives "

@@ -75,16 +75,13 @@ class SHDFile:
             handle = h5py.File(source, "r")
         except OSError as err:
             raise EventFormatError(f"{self.path}: not an HDF5 file ({err})") from err
-        with handle:
-            missing = [k for k in REQUIRED_KEYS if k not in handle]
-            if missing:
-                raise EventFormatError(f"{self.path}: missing HDF5 keys {', '.join(missing)}")
-            try:
-                self.times, self.units, labels, speakers, keys = (self._column(handle, key) for key in REQUIRED_KEYS)
-            except EventFormatError:
-                raise
-            except H5_ERRORS as err:
-                raise EventFormatError(f"{self.path}: unreadable HDF5 data ({type(err).__name__}: {err})") from err
+        try:
+            with handle:
+                self.times, self.units, labels, speakers, keys = self._columns(handle)
+        except EventFormatError:
+            raise
+        except H5_ERRORS as err:
+            raise EventFormatError(f"{self.path}: unreadable HDF5 data ({type(err).__name__}: {err})") from err
         self.keys = [k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in keys]
         self.n_classes = len(self.keys)
         what = f"label (extra/keys has {self.n_classes} classes)"
@@ -92,6 +89,13 @@ class SHDFile:
         self.labels, self.speakers = labels.astype(np.int64), speakers.astype(np.int64)
         self._check()
         self.groups = {"speaker": self.speakers}
+
+    def _columns(self, handle: h5py.File) -> list[np.ndarray]:
+        """The columns :data:`REQUIRED_KEYS` names, each checked by :meth:`_column`."""
+        missing = [k for k in REQUIRED_KEYS if k not in handle]
+        if missing:
+            raise EventFormatError(f"{self.path}: missing HDF5 keys {', '.join(missing)}")
+        return [self._column(handle, key) for key in REQUIRED_KEYS]
 
     def _column(self, handle: h5py.File, key: str) -> np.ndarray:
         """The one-dimensional dataset ``key``, checked to hold what :data:`KINDS` and :data:`VLEN` allow."""
