@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from spiking_maelstrom.data.cache import CachedFrames, ensure_cache
+from spiking_maelstrom.data import cache
+from spiking_maelstrom.data.cache import CachedFrames, checksum, ensure_cache
 from spiking_maelstrom.data.nmnist import NMNISTFiles, write_nmnist_bin
 from spiking_maelstrom.data.shd import SHDFile
 from spiking_maelstrom.data.task import Augmented
@@ -113,13 +116,45 @@ def break_offsets(path):
         handle["frames/offset"] = np.zeros(6, dtype=np.int64)
 
 
+def break_count(path):
+    with h5py.File(path, "r+") as handle:
+        handle["frames/count"][7] += 1
+
+
+def break_index_and_checksum(path, value=30 * 2 * 34 * 34, key="frames/index"):
+    """An out-of-range bin (or, with ``key``, a zero count) whose tamperer also fixed the checksum."""
+    with h5py.File(path, "r+") as handle:
+        handle[key][3] = value
+        handle.attrs["sha256"] = checksum(handle)
+
+
+def break_count_and_checksum(path):
+    break_index_and_checksum(path, 0, "frames/count")
+
+
+def break_kind(path):  # a name that is no dataset
+    with h5py.File(path, "r+") as handle:
+        del handle["frames/index"]
+        handle["frames/index"] = np.dtype("f4")
+
+
+def drop_checksum(path):  # as a cache built before checksums were stored
+    with h5py.File(path, "r+") as handle:
+        del handle.attrs["sha256"]
+
+
 @pytest.mark.parametrize(
     "damage, reason",
     [
         (break_truncate, "unreadable"),
         (break_flag, "incomplete"),
+        (break_kind, r"unreadable \(AttributeError: "),
         (break_shape, r"samples have shape \(29, 2, 34, 34\), expected \(30, 2, 34, 34\)"),
         (break_offsets, "frames/offset does not index 6 samples"),
+        (break_count, "its checksum does not match its contents"),
+        (drop_checksum, r"its checksum does not match its contents \(damaged, or built by an older version\)"),
+        (break_index_and_checksum, "frames/index holds bin 69360, beyond the 69360 bins of a sample"),
+        (break_count_and_checksum, r"frames/count holds a count of 0"),
     ],
 )
 def test_broken_cache_is_reported_and_rebuilt(tmp_path, source, damage, reason):
@@ -138,6 +173,44 @@ def test_interrupted_build_leaves_nothing_behind(tmp_path, source):
     with pytest.raises(RuntimeError, match="interrupted"):
         CachedFrames(source, Exploding(t0=int(source[3][0]["t"][0])), tmp_path / "cache")
     assert cache_files(tmp_path / "cache") == []
+
+
+def test_stale_temporary_files_of_killed_builds_are_removed_and_live_ones_kept(tmp_path, source):
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    stale, live = folder / ".nmnist-train-0123456789abcdef.h5.k1ll3d.tmp", folder / ".nmnist-train-x.h5.l1ve.tmp"
+    other = folder / ".shd-train-0123456789abcdef.h5.k1ll3d.tmp"  # another data set's: not this build's to judge
+    for path in (stale, live, other):
+        path.write_bytes(b"half a cache")
+    old = time.time() - cache.STALE_SECONDS - 5
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    built = CachedFrames(source, FRAMES, folder)
+    assert cache_files(folder) == sorted([built.path.name, live.name, other.name])
+
+
+SEEN_MTIMES: list[float] = []
+
+
+@dataclass(frozen=True)
+class Aging(Transform):
+    """Frames, after noting the modification times of the temporary files in ``folder`` (into
+    ``SEEN_MTIMES``) and making them look stale, as a slow build's would."""
+
+    folder: str
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        for path in Path(self.folder).glob(".*.tmp"):
+            SEEN_MTIMES.append(path.stat().st_mtime)
+            os.utime(path, (0, 0))
+        return FRAMES(events)
+
+
+def test_a_live_build_keeps_its_temporary_file_fresh(tmp_path, source, monkeypatch):
+    monkeypatch.setattr(cache, "HEARTBEAT_SECONDS", 0.0)
+    SEEN_MTIMES.clear()
+    CachedFrames(source, Aging(str(tmp_path)), tmp_path)
+    assert len(SEEN_MTIMES) == len(source) - 1 and min(SEEN_MTIMES[1:]) > time.time() - 60
 
 
 def test_counts_beyond_uint16_are_refused(tmp_path, source):

@@ -160,3 +160,56 @@ def test_real_nmnist_subset_decodes_completely():
     assert counts["train"] == [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
     assert counts["test"] == [8, 14, 8, 11, 14, 7, 10, 15, 2, 11]
     assert time.perf_counter() - start < 10.0  # vectorised decode: about 0.5 s on 2 cores
+
+
+@pytest.mark.parametrize("split, label", [("Test", "11"), ("Train", "12"), ("Train", "010")])
+def test_label_folder_beyond_the_ten_digits_names_the_folder(tmp_path, split, label):
+    write_tree(tmp_path, split, labels=(0, 1))
+    write_nmnist_bin(tmp_path / split / label / "00000.bin", random_nmnist(np.random.default_rng(0)))
+    with pytest.raises(EventFormatError, match=rf"{split}/{label}: label {label} is outside 0\.\.9 \(N-MNIST has 10"):
+        NMNISTFiles(tmp_path, split)
+
+
+def test_label_beyond_the_ten_digits_in_a_zip_names_the_member(tmp_path):
+    samples = write_tree(tmp_path / "folder", "Test", labels=(0, 11))
+    zip_tree(tmp_path, samples, "Test")
+    with pytest.raises(EventFormatError, match=r"Test\.zip:Test/11/00000\.bin: label 11 is outside 0\.\.9"):
+        NMNISTFiles(tmp_path, "test")
+
+
+def test_labels_with_leading_zeros_are_still_digits(tmp_path):
+    write_nmnist_bin(tmp_path / "Train" / "07" / "00000.bin", random_nmnist(np.random.default_rng(0)))
+    assert NMNISTFiles(tmp_path, "train").labels.tolist() == [7]
+
+
+def test_truncated_zip_is_a_one_line_error_naming_it(tmp_path):
+    path = zip_tree(tmp_path, write_tree(tmp_path / "folder"))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(EventFormatError, match=r"Train\.zip: unreadable zip data \(BadZipFile: ") as error:
+        NMNISTFiles(tmp_path, "train")
+    assert "\n" not in str(error.value)
+
+
+def test_zip_member_name_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    path = zip_tree(tmp_path, write_tree(tmp_path / "folder", labels=(0,), per_label=1))
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the central directory entry: flag the name UTF-8, break its first byte
+    data[entry + 9] |= 0x08
+    data[entry + 46] = 0x80
+    path.write_bytes(bytes(data))
+    with pytest.raises(EventFormatError, match=r"Train\.zip: unreadable zip data \(UnicodeDecodeError: "):
+        NMNISTFiles(tmp_path, "train")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_corrupt_zip_member_is_a_one_line_error_naming_it(tmp_path, method):
+    path = tmp_path / "Train.zip"
+    with zipfile.ZipFile(path, "w", method) as archive:
+        archive.writestr("Train/4/00000.bin", encode_nmnist(random_nmnist(np.random.default_rng(0), 400)))
+    data = bytearray(path.read_bytes())
+    data[100:110] = bytes(10)  # inside the member's (compressed) data
+    path.write_bytes(bytes(data))
+    files = NMNISTFiles(tmp_path, "train")
+    with pytest.raises(EventFormatError, match=r"Train\.zip:Train/4/00000\.bin: unreadable zip data") as error:
+        files[0]
+    assert "\n" not in str(error.value)

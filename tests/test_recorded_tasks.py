@@ -15,7 +15,7 @@ from torch.utils.data import Subset
 from spiking_maelstrom import load_task, network_config_for
 from spiking_maelstrom.checkpoint import load_checkpoint
 from spiking_maelstrom.cli import main
-from spiking_maelstrom.data.events import nmnist_events, shd_events
+from spiking_maelstrom.data.events import EventFormatError, nmnist_events, shd_events
 from spiking_maelstrom.data.nmnist import write_nmnist_bin
 from spiking_maelstrom.data.shd import write_shd_h5
 from spiking_maelstrom.data.task import augmented
@@ -49,6 +49,25 @@ def _shd_fixture(root, n_classes=4, per_class=3, speakers=1):
         voices = [(i // n_classes) % speakers for i in range(len(samples))]
         write_shd_h5(root / f"shd_{split}.h5", samples, labels, voices, [f"w{i}" for i in range(n_classes)])
     return root
+
+
+@pytest.mark.parametrize("folder", ["Test/11", "Train/12"])
+def test_nmnist_label_folder_beyond_the_digits_is_refused_when_the_task_loads(tmp_path, folder):
+    data = _nmnist_fixture(tmp_path / "nmnist", per_class=1)
+    (data / folder).mkdir()
+    (data / "Test" / "3" / "00000.bin").rename(data / folder / "00000.bin")
+    with pytest.raises(EventFormatError, match=rf"{folder}: label \d+ is outside 0\.\.9"):
+        load_task("nmnist", data, n_steps=8, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # refused before any frame was binned
+
+
+def test_shd_splits_with_different_class_counts_are_refused_when_the_task_loads(tmp_path):
+    data = _shd_fixture(tmp_path / "shd")
+    samples = [shd_events(np.array([0.1]), np.array([3]))]
+    write_shd_h5(data / "shd_test.h5", samples, [4], [0], [f"w{i}" for i in range(5)])  # a label train lacks
+    with pytest.raises(EventFormatError, match=r"shd_test\.h5: 5 classes \(extra/keys\) but .*shd_train\.h5 has 4"):
+        load_task("shd", data, n_steps=20, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
 
 
 def _train_nmnist(data, run, cache, *extra):

@@ -129,3 +129,58 @@ def test_real_shd_layout_files_load_with_ten_classes():
         events, label = shd[n - 1]
         assert events["t"].max() < 1.4 and 0 <= label < 10
     assert time.perf_counter() - start < 20.0
+
+
+def rewrite(path: Path, key: str, values) -> None:
+    """Replace the dataset ``key`` of the SHD file at ``path`` by ``values``."""
+    with h5py.File(path, "r+") as handle:
+        del handle[key]
+        handle[key] = values
+
+
+def test_float_labels_are_refused_not_truncated(tmp_path):
+    write_fixture(tmp_path / "s.h5")
+    rewrite(tmp_path / "s.h5", "labels", np.array([0, 1, 2, 0, 1.5, 2]))
+    with pytest.raises(EventFormatError, match=r"s\.h5: labels holds float64 values, expected integers"):
+        SHDFile(tmp_path / "s.h5")
+
+
+def test_negative_label_names_the_sample(tmp_path):
+    write_fixture(tmp_path / "s.h5")
+    rewrite(tmp_path / "s.h5", "labels", np.array([0, 1, 2, 0, -1, 2], dtype=np.int16))
+    with pytest.raises(EventFormatError, match=r"s\.h5: label \(extra/keys has 3 classes\) -1 at sample 4 is outside"):
+        SHDFile(tmp_path / "s.h5")
+
+
+@pytest.mark.parametrize("bad", [np.nan, -0.25, np.inf])
+def test_times_that_are_not_finite_and_non_negative_name_the_sample_and_spike(tmp_path, bad):
+    samples = [random_shd(np.random.default_rng(i)) for i in range(3)]
+    samples[1]["t"][5] = bad
+    write_shd_h5(tmp_path / "s.h5", samples, [0, 1, 2], [0, 0, 0], KEYS)
+    with pytest.raises(EventFormatError, match=r"s\.h5: sample 1: time \S+ at spike 5 is not finite and >= 0 s"):
+        SHDFile(tmp_path / "s.h5")
+
+
+def test_negative_units_are_refused(tmp_path):
+    write_fixture(tmp_path / "s.h5", 1)
+    with h5py.File(tmp_path / "s.h5", "r+") as handle:
+        del handle["spikes/units"]
+        units = handle.create_dataset("spikes/units", (1,), dtype=h5py.vlen_dtype(np.int16))
+        units[0] = -np.arange(20, dtype=np.int16)
+    with pytest.raises(EventFormatError, match=r"s\.h5: sample 0: unit -1 at spike 1 is outside 0\.\.699"):
+        SHDFile(tmp_path / "s.h5")
+
+
+@pytest.mark.parametrize(
+    "key, values, problem",
+    [
+        ("spikes/times", np.zeros(6), r"spikes/times has dtype float64, expected variable-length arrays"),
+        ("extra/speaker", np.zeros((6, 2), dtype=np.uint16), r"extra/speaker is not a one-dimensional dataset"),
+        ("labels", np.array([b"a"] * 6), r"labels holds \|S1 values, expected integers"),
+    ],
+)
+def test_columns_of_the_wrong_kind_are_refused(tmp_path, key, values, problem):
+    write_fixture(tmp_path / "s.h5")
+    rewrite(tmp_path / "s.h5", key, values)
+    with pytest.raises(EventFormatError, match=rf"s\.h5: {problem}"):
+        SHDFile(tmp_path / "s.h5")

@@ -14,21 +14,30 @@ The cache file ``<cache_dir>/<name>-<split>-<key16>.h5`` holds
   beyond that or on frames that are not counts.
 - ``labels`` ``int64 [samples]``;
 - attributes ``sample_shape`` (``[T, *shape]``), ``config`` (JSON: data set, split, transform,
-  sample count) and ``complete = True``, written last.
+  sample count), ``sha256`` (of the datasets above: :func:`checksum`) and ``complete = True``,
+  written last.
 
 ``key16`` starts the sha256 of the data set name, the split, the transform's configuration and the
 source files' names, sizes and modification times, so a changed transform or changed data makes a
-new file. A file that cannot be read, lacks ``complete``, or does not match (shapes, labels,
-configuration) is reported with a warning and rebuilt. Files are written to a temporary ``*.tmp``
-beside the target and renamed into place, so an interrupted build leaves no half-written cache.
+new file. A file is trusted only after it is checked when opened: one that cannot be read, lacks
+``complete``, does not match (shapes, labels, configuration), fails its checksum, or holds a bin
+position outside the sample, a count below 1 or offsets that do not index the samples is reported
+with a warning and rebuilt. Files are written to a temporary ``.<name>.<random>.tmp`` beside the
+target and renamed into place, so an interrupted build leaves no half-written cache. A killed build
+leaves its temporary file behind: the next use of a cache of the same data set and split deletes
+those not modified for :data:`STALE_SECONDS`, while a live build touches its own at least every
+:data:`HEARTBEAT_SECONDS`, so a concurrent builder's file is never taken for a stale one.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +54,10 @@ from .transforms import Transform
 
 MAX_COUNT = np.iinfo(np.uint16).max
 CHUNK = 1 << 16  # elements per HDF5 chunk of frames/index and frames/count
+BLOCK = 1 << 22  # elements read at a time when a cache file is checked
+DATASETS = ("frames/index", "frames/count", "frames/offset", "labels")  # what the checksum covers
+HEARTBEAT_SECONDS = 60.0  # a build touches its temporary file at least this often
+STALE_SECONDS = 600.0  # a temporary file untouched this long was left by a killed build
 
 
 def cache_config(source: EventSource, transform: Transform) -> tuple[str, dict[str, Any]]:
@@ -55,6 +68,35 @@ def cache_config(source: EventSource, transform: Transform) -> tuple[str, dict[s
     fingerprint = [[name, st.st_size, st.st_mtime_ns] for name, st in stats]
     blob = json.dumps({**config, "files": fingerprint}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest(), config
+
+
+def _blocks(dataset: h5py.Dataset) -> Iterator[np.ndarray]:
+    """The one-dimensional ``dataset`` read :data:`BLOCK` elements at a time."""
+    return (dataset[start : start + BLOCK] for start in range(0, dataset.shape[0], BLOCK))
+
+
+def checksum(handle: h5py.File) -> str:
+    """The sha256 hex digest of the cache datasets (:data:`DATASETS`): their names, dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for key in DATASETS:
+        dataset = handle[key]
+        digest.update(f"{key} {dataset.dtype.str} {dataset.shape};".encode())
+        for block in _blocks(dataset):
+            digest.update(np.ascontiguousarray(block).tobytes())
+    return digest.hexdigest()
+
+
+def _out_of_bounds(handle: h5py.File, size: int) -> str | None:
+    """Why the bins of the cache do not fit samples of ``size`` bins (a position or count out of range), or None."""
+    if handle["frames/index"].dtype.kind != "u" or handle["frames/count"].dtype != np.uint16:
+        return "frames/index and frames/count do not hold unsigned bin positions and uint16 counts"
+    for block in _blocks(handle["frames/index"]):
+        if block.size and int(block.max()) >= size:
+            return f"frames/index holds bin {int(block.max())}, beyond the {size} bins of a sample"
+    for block in _blocks(handle["frames/count"]):
+        if block.size and int(block.min()) < 1:
+            return "frames/count holds a count of 0 (only nonzero bins are stored)"
+    return None
 
 
 def _problem(path: Path, config: dict[str, Any], shape: tuple[int, ...], labels: np.ndarray) -> str | None:
@@ -74,9 +116,23 @@ def _problem(path: Path, config: dict[str, Any], shape: tuple[int, ...], labels:
                 return f"frames/offset does not index {n} samples of frames/index and frames/count"
             if not np.array_equal(handle["labels"][()], labels):
                 return "labels differ from the data set"
-    except (OSError, KeyError, ValueError, IndexError) as err:
-        return f"unreadable ({err})"
-    return None
+            if handle.attrs.get("sha256") != checksum(handle):
+                return "its checksum does not match its contents (damaged, or built by an older version)"
+            return _out_of_bounds(handle, int(np.prod(shape)))
+    except (OSError, KeyError, ValueError, IndexError, TypeError, RuntimeError, AttributeError) as err:
+        return f"unreadable ({type(err).__name__}: {err})"  # AttributeError: a name that is no dataset
+
+
+def remove_stale_builds(path: Path, source: EventSource) -> None:
+    """Delete the temporary files that killed builds of ``source``'s caches left beside ``path``: those
+    not modified for :data:`STALE_SECONDS` (a live build's is never that old, see :data:`HEARTBEAT_SECONDS`)."""
+    pattern = glob.escape(str(path.parent / f".{source.name}-{source.split}-")) + "*.h5.*.tmp"
+    for tmp in glob.glob(pattern):
+        try:
+            if time.time() - os.stat(tmp).st_mtime > STALE_SECONDS:
+                os.unlink(tmp)
+        except FileNotFoundError:
+            pass  # removed by another process meanwhile (its build ended, or another cleaner)
 
 
 def _sparse_counts(frames: np.ndarray, index: int, source: EventSource) -> tuple[np.ndarray, np.ndarray]:
@@ -103,6 +159,7 @@ def _build_cache(path: Path, source: EventSource, transform: Transform, config: 
     first = np.asarray(transform(source[0][0]))
     index_dtype = np.uint32 if first.size < 2**32 else np.uint64
     offset = np.zeros(len(source) + 1, dtype=np.int64)
+    beat = time.monotonic()
     with atomic_write(path) as tmp, h5py.File(tmp, "w") as handle:
         index = handle.create_dataset("frames/index", (0,), index_dtype, maxshape=(None,), chunks=(CHUNK,))
         count = handle.create_dataset("frames/count", (0,), np.uint16, maxshape=(None,), chunks=(CHUNK,))
@@ -114,20 +171,26 @@ def _build_cache(path: Path, source: EventSource, transform: Transform, config: 
             _append(index, position.astype(index_dtype))
             _append(count, counts)
             offset[i + 1] = offset[i] + len(counts)
+            if time.monotonic() - beat > HEARTBEAT_SECONDS:
+                os.utime(tmp)  # alive: see remove_stale_builds
+                beat = time.monotonic()
         handle["frames/offset"] = offset
         handle["labels"] = np.asarray(source.labels, dtype=np.int64)
         handle.attrs["sample_shape"] = first.shape
         handle.attrs["config"] = json.dumps(config, sort_keys=True)
+        handle.attrs["sha256"] = checksum(handle)
         handle.attrs["complete"] = True
 
 
 def ensure_cache(cache_dir: str | Path, source: EventSource, transform: Transform) -> tuple[Path, bool]:
     """The cache file of ``transform`` applied to ``source``, built (or rebuilt, with a warning, when it
-    is unusable) if needed; returns ``(path, built)``. Random transforms are refused."""
+    is unusable) if needed; returns ``(path, built)``. Stale temporary files of killed builds are
+    removed first (:func:`remove_stale_builds`). Random transforms are refused."""
     if transform.random:
         raise ValueError(f"{transform} is random: augment the cached frames with data.task.Augmented")
     key, config = cache_config(source, transform)
     path = Path(cache_dir) / f"{source.name}-{source.split}-{key[:16]}.h5"
+    remove_stale_builds(path, source)
     if path.exists():
         shape = np.shape(transform(source[0][0]))
         problem = _problem(path, config, shape, np.asarray(source.labels, dtype=np.int64))

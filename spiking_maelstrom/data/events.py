@@ -54,12 +54,13 @@ def shd_events(t: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return events
 
 
-def check_range(values: np.ndarray, size: int, what: str, name: str) -> None:
-    """Raise :class:`EventFormatError` naming ``name`` if any of ``values`` is outside ``0..size-1``."""
+def check_range(values: np.ndarray, size: int, what: str, name: str, item: str = "event") -> None:
+    """Raise :class:`EventFormatError` naming ``name`` if any of ``values`` is outside ``0..size-1``;
+    ``item`` is what one value belongs to (an event, a sample)."""
     bad = np.flatnonzero((values < 0) | (values >= size))
     if bad.size:
         raise EventFormatError(
-            f"{name}: {what} {values[bad[0]]} at event {bad[0]} is outside 0..{size - 1} ({bad.size} such events)"
+            f"{name}: {what} {values[bad[0]]} at {item} {bad[0]} is outside 0..{size - 1} ({bad.size} such {item}s)"
         )
 
 

@@ -8,9 +8,13 @@ official layout, unpacked (``root/Train/<label>/<n>.bin``) or in the official ar
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,20 @@ from .transforms import Compose, Downsample, ToFrames, Transform
 SENSOR_SIZE = (2, 34, 34)  # (polarity, y, x): the frame layout of ToFrames
 BYTES_PER_EVENT = 5
 MAX_TIMESTAMP = (1 << 23) - 1
+N_CLASSES = 10  # the digits: label folders 0..9
 SPLITS = ("Train", "Test")
+# What reading a damaged archive raises: a bad header or CRC, a truncated or corrupt compressed stream,
+# an unsupported or encrypted member, a member name that is not UTF-8 (UnicodeDecodeError, a ValueError).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 DEFAULT_ROOT = Path("datasets") / "nmnist"
 HELP = (
     "expected {root}/Train/<label>/<n>.bin and {root}/Test/<label>/<n>.bin, or the official archives "
@@ -61,6 +78,15 @@ def read_nmnist_bin(path_or_bytes: str | Path | bytes, name: str | None = None) 
     return sorted_by_time(nmnist_events(x, y, raw[:, 2] >> 7, t), name)
 
 
+@contextmanager
+def readable_zip(name: str) -> Iterator[None]:
+    """Re-raise the errors of reading a damaged zip archive as one-line :class:`EventFormatError` naming ``name``."""
+    try:
+        yield
+    except ZIP_ERRORS as err:
+        raise EventFormatError(f"{name}: unreadable zip data ({type(err).__name__}: {err})") from err
+
+
 def encode_nmnist(events: np.ndarray, name: str = "<events>") -> bytes:
     """The 5-byte-per-event encoding of ``events`` (the inverse of :func:`read_nmnist_bin`)."""
     check_range(events["x"], 256, "x", name)
@@ -86,7 +112,9 @@ class NMNISTFiles:
     """The samples of one split (``"train"`` or ``"test"``) of N-MNIST under ``root``.
 
     Unpacked folders take precedence over the zip archive. Samples are ordered by label, then file
-    name; the label is the name of the sample's folder. ``files[i]`` returns ``(events, label)``.
+    name; the label is the name of the sample's folder, a digit 0..9 (:data:`N_CLASSES`): any other
+    label folder is refused when the split is opened, naming it. ``n_classes`` counts the labels up to
+    the largest present. ``files[i]`` returns ``(events, label)``.
     """
 
     name = "nmnist"
@@ -99,26 +127,36 @@ class NMNISTFiles:
         help_text = HELP.format(root=self.root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"N-MNIST folder {self.root} does not exist: {help_text}")
-        pattern = re.compile(rf"{folder}/(\d+)/[^/]+\.bin")
+        pattern = re.compile(rf"{folder}/([0-9]+)/[^/]+\.bin")
         self.archive: Path | None = None
         if (self.root / folder).is_dir():
             names = [p.relative_to(self.root).as_posix() for p in (self.root / folder).glob("*/*.bin")]
         elif (self.root / f"{folder}.zip").is_file():
             self.archive = self.root / f"{folder}.zip"
-            with zipfile.ZipFile(self.archive) as archive:
+            with readable_zip(str(self.archive)), zipfile.ZipFile(self.archive) as archive:
                 names = archive.namelist()
         else:
             raise FileNotFoundError(f"N-MNIST split {folder!r} not found in {self.root}: {help_text}")
-        found = [(int(m.group(1)), n) for n in names if (m := pattern.fullmatch(n))]
+        found = [(m.group(1), n) for n in names if (m := pattern.fullmatch(n))]
         if not found:
             where = self.archive or self.root / folder
             raise FileNotFoundError(f"no N-MNIST samples in {where}: {help_text}")
-        found.sort()
+        self._check_labels(found)
+        found = sorted((int(label), n) for label, n in found)
         self.members = [n for _, n in found]
         self.labels = np.array([label for label, _ in found], dtype=np.int64)
         self.n_classes = int(self.labels.max()) + 1
         self.files = [self.archive] if self.archive else [self.root / n for n in self.members]
         self._zip: tuple[int, zipfile.ZipFile] | None = None
+
+    def _check_labels(self, found: list[tuple[str, str]]) -> None:
+        """Refuse a label folder that is not a digit (``found``: label text, sample name), naming it."""
+        for label, member in found:
+            if len(label.lstrip("0")) > 1:  # compared as text: a long name is no integer to convert
+                where = f"{self.archive}:{member}" if self.archive else self.root / member.rsplit("/", 1)[0]
+                raise EventFormatError(
+                    f"{where}: label {label} is outside 0..{N_CLASSES - 1} (N-MNIST has {N_CLASSES} classes)"
+                )
 
     def __len__(self) -> int:
         return len(self.members)
@@ -127,7 +165,8 @@ class NMNISTFiles:
         member = self.members[index]
         if self.archive is None:
             return read_nmnist_bin(self.root / member), int(self.labels[index])
-        data = self._open_zip().read(member)
+        with readable_zip(f"{self.archive}:{member}"):
+            data = self._open_zip().read(member)
         return read_nmnist_bin(data, name=f"{self.archive}:{member}"), int(self.labels[index])
 
     def _open_zip(self) -> zipfile.ZipFile:
@@ -176,7 +215,7 @@ def nmnist_task(
         sources,
         Compose(tuple(steps)),
         dt_ms * 1e-3,
-        10,
+        N_CLASSES,
         options,
         {"encoder": "conv"},
         cache_dir,

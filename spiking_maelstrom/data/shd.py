@@ -26,6 +26,12 @@ N_CHANNELS = 700
 DEFAULT_ROOT = Path("datasets") / "shd"
 SENSOR_SIZE = (N_CHANNELS,)
 REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels", "extra/speaker", "extra/keys")
+# The dtype kinds each column may hold (numpy kinds: f float, i signed, u unsigned integer); labels and
+# speakers must be integers (a float label is refused, not truncated).
+KINDS = {"spikes/times": "fiu", "spikes/units": "iu", "labels": "iu", "extra/speaker": "iu"}
+VLEN = ("spikes/times", "spikes/units")  # one variable-length array per sample
+# What h5py raises on a damaged file whose structure opened: unreadable blocks, wrong object types.
+H5_ERRORS = (OSError, RuntimeError, KeyError, TypeError, ValueError)
 
 
 class SHDFile:
@@ -33,7 +39,8 @@ class SHDFile:
 
     Times are upcast from float16 to float64 before anything else (``float16 * 1e6`` overflows).
     The class count is ``len(extra/keys)``, the file's own list of class names, so a file holding
-    a subset of labels (a small test split) still reports every class; labels must lie below it.
+    a subset of labels (a small test split) still reports every class; labels must be integers
+    below it. Spike times must be finite and non-negative, units in 0..699.
     A ``.gz`` file is decompressed to a temporary file that is deleted once read.
     """
 
@@ -68,18 +75,42 @@ class SHDFile:
             handle = h5py.File(source, "r")
         except OSError as err:
             raise EventFormatError(f"{self.path}: not an HDF5 file ({err})") from err
-        with handle:
-            missing = [k for k in REQUIRED_KEYS if k not in handle]
-            if missing:
-                raise EventFormatError(f"{self.path}: missing HDF5 keys {', '.join(missing)}")
-            self.times = handle["spikes/times"][()]
-            self.units = handle["spikes/units"][()]
-            self.labels = handle["labels"][()].astype(np.int64)
-            self.speakers = handle["extra/speaker"][()].astype(np.int64)
-            self.keys = [k.decode() if isinstance(k, bytes) else str(k) for k in handle["extra/keys"][()]]
+        try:
+            with handle:
+                self.times, self.units, labels, speakers, keys = self._columns(handle)
+        except EventFormatError:
+            raise
+        except H5_ERRORS as err:
+            raise EventFormatError(f"{self.path}: unreadable HDF5 data ({type(err).__name__}: {err})") from err
+        self.keys = [k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in keys]
         self.n_classes = len(self.keys)
+        what = f"label (extra/keys has {self.n_classes} classes)"
+        check_range(labels, self.n_classes, what, str(self.path), "sample")
+        self.labels, self.speakers = labels.astype(np.int64), speakers.astype(np.int64)
         self._check()
         self.groups = {"speaker": self.speakers}
+
+    def _columns(self, handle: h5py.File) -> list[np.ndarray]:
+        """The columns :data:`REQUIRED_KEYS` names, each checked by :meth:`_column`."""
+        missing = [k for k in REQUIRED_KEYS if k not in handle]
+        if missing:
+            raise EventFormatError(f"{self.path}: missing HDF5 keys {', '.join(missing)}")
+        return [self._column(handle, key) for key in REQUIRED_KEYS]
+
+    def _column(self, handle: h5py.File, key: str) -> np.ndarray:
+        """The one-dimensional dataset ``key``, checked to hold what :data:`KINDS` and :data:`VLEN` allow."""
+        item = handle[key]
+        if not isinstance(item, h5py.Dataset) or item.ndim != 1:
+            raise EventFormatError(f"{self.path}: {key} is not a one-dimensional dataset")
+        vlen = h5py.check_vlen_dtype(item.dtype)
+        if (vlen is not None) != (key in VLEN):
+            kind = "variable-length arrays" if key in VLEN else "one value per sample"
+            raise EventFormatError(f"{self.path}: {key} has dtype {item.dtype}, expected {kind}")
+        dtype = np.dtype(vlen or item.dtype)
+        if key in KINDS and dtype.kind not in KINDS[key]:
+            expected = "numbers" if "f" in KINDS[key] else "integers"
+            raise EventFormatError(f"{self.path}: {key} holds {dtype} values, expected {expected}")
+        return item[()]
 
     def _check(self) -> None:
         n = len(self.labels)
@@ -92,7 +123,6 @@ class SHDFile:
         ):
             if len(column) != n:
                 raise EventFormatError(f"{self.path}: {len(column)} entries in {what} but {n} labels")
-        check_range(self.labels, self.n_classes, f"label (extra/keys has {self.n_classes} classes)", str(self.path))
         n_times = np.array([len(t) for t in self.times])
         n_units = np.array([len(u) for u in self.units])
         if np.any(n_times != n_units):
@@ -102,15 +132,19 @@ class SHDFile:
             )
         if np.any(n_times == 0):
             raise EventFormatError(f"{self.path}: sample {np.flatnonzero(n_times == 0)[0]} is empty (0 spikes)")
-        units = np.concatenate(self.units)
-        bad = np.flatnonzero(units >= N_CHANNELS)
-        if bad.size:
-            ends = np.cumsum(n_units)
-            index = int(np.searchsorted(ends, bad[0], side="right"))
-            event = bad[0] - (ends[index] - n_units[index])
-            raise EventFormatError(
-                f"{self.path}: sample {index}: unit {units[bad[0]]} at spike {event} is outside 0..{N_CHANNELS - 1}"
-            )
+        units, times = np.concatenate(self.units), np.concatenate(self.times)
+        outside = (units < 0) | (units >= N_CHANNELS)
+        self._refuse_spikes(units, outside, n_units, "unit", f"is outside 0..{N_CHANNELS - 1}")
+        self._refuse_spikes(times, ~np.isfinite(times) | (times < 0), n_times, "time", "is not finite and >= 0 s")
+
+    def _refuse_spikes(self, values: np.ndarray, bad: np.ndarray, lengths: np.ndarray, what: str, problem: str) -> None:
+        """Raise naming the sample and spike of the first ``bad`` one of the concatenated spike ``values``."""
+        where = np.flatnonzero(bad)
+        if where.size:
+            ends = np.cumsum(lengths)
+            index = int(np.searchsorted(ends, where[0], side="right"))
+            spike = where[0] - (ends[index] - lengths[index])
+            raise EventFormatError(f"{self.path}: sample {index}: {what} {values[where[0]]} at spike {spike} {problem}")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -177,8 +211,9 @@ def shd_task(
     cache_dir: str | Path | None = None,
 ) -> Task:
     """SHD (or a file in its layout) as a task: ``n_steps`` frames of ``dt_ms`` ms over 700 channels
-    (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count comes from the
-    training file. Read from ``data_dir`` (default ``datasets/shd``) through the HDF5 cache.
+    (100 x 10 ms covers 1 s), optionally binned by ``channel_bin``; the class count is that of the
+    files' ``extra/keys``, which must agree between train and test. Read from ``data_dir`` (default
+    ``datasets/shd``) through the HDF5 cache.
     Training samples are augmented by random shifts of up to ``shift`` channels, ``jitter`` steps
     of time jitter, a random spectral tilt of up to ``tilt`` (``SpectralTilt``) and a silenced band
     of up to ``mask`` channels (``ChannelMask``) and a time stretch by a factor of up to
@@ -213,6 +248,11 @@ def shd_task(
     )
     defaults = {"encoder": "mlp", "encoder_hidden": (128,)}
     n_classes = sources["train"].n_classes
+    if sources["test"].n_classes != n_classes:
+        raise EventFormatError(
+            f"{sources['test'].path}: {sources['test'].n_classes} classes (extra/keys) but the training file "
+            f"{sources['train'].path} has {n_classes}: the splits must have the same classes"
+        )
     return recorded_task(
         "shd",
         sources,
