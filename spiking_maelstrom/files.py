@@ -31,8 +31,9 @@ OLD_TEMP = re.compile(r"[a-z0-9_]{8}")  # what tempfile.mkstemp put between pref
 def atomic_write(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` in one step.
 
-    On any error the temporary file is removed and ``path`` is left as it was; stale temporary files
-    of ``path`` from killed writers are removed first.
+    On any error the temporary file is removed and ``path`` is left as it was (an operating system
+    error that names no file is raised naming ``path``); stale temporary files of ``path`` from killed
+    writers are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,10 @@ def atomic_write(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        if err.errno is None or err.filename is not None:
+            raise
+        raise type(err)(err.errno, err.strerror, str(path)) from err  # e.g. a full disk: name what was written
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -106,3 +107,12 @@ def test_a_dead_writers_temporary_file_of_this_host_goes_at_once(tmp_path):
     with atomic_write(tmp_path / "x.h5") as tmp:
         tmp.write_text("whole")
     assert _temps(tmp_path) == [] and (tmp_path / "x.h5").read_text() == "whole"
+
+
+def test_a_failed_write_names_its_target_and_leaves_no_temporary_file(tmp_path):
+    target = tmp_path / "config.toml"
+    with pytest.raises(OSError) as caught, atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a write to a full disk raises
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
