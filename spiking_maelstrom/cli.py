@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+import traceback
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .baselines import InputBaselineConfig, input_baseline_accuracy
@@ -40,10 +43,10 @@ from .export.netx import write_netx
 from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
 from .export.targets import available_targets, load_target
-from .files import write_json
+from .files import probe_writable, write_json
 from .plots import plot_test
 from .progress import verbosity
-from .runs import CHECKPOINT, resume, start, train_run
+from .runs import CHECKPOINT, METRICS, clear_run, held_run, resume, start, train_run
 from .settings import Setting, add_settings, coerce, flatten, nest, settings_of
 
 # Short forms of the most used settings (today's README spellings).
@@ -81,8 +84,21 @@ BASELINE_TASK = "nmnist"
 SWITCHES = {"--no-feedback": "network.feedback", "--no-recurrence": "network.maelstrom.recurrent"}
 
 
+DEBUG_ENV = "MAELSTROM_DEBUG"
+# The user's errors (arguments, data, paths, permissions, a full disk; torch's own, e.g. out of memory):
+# one line. Anything else is a bug: one line saying so, the traceback under --debug or MAELSTROM_DEBUG=1.
+USER_ERRORS = (ValueError, OSError, RuntimeError, zipfile.BadZipFile)
+
+
 class CLIError(Exception):
     """An error reported to the user in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _task_options(pairs: list[str]) -> dict[str, Any]:
@@ -127,11 +143,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _parser(width: int | None = None) -> argparse.ArgumentParser:
     """The command line; ``width`` fixes the help's line width (for ``cli_reference``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maelstrom",
         description="Maelstrom networks: a frozen spiking reservoir between a trainable encoder and readout.",
     )
     parser.add_argument("--version", action="version", version=f"spiking-maelstrom {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"show the traceback of an error (also: {DEBUG_ENV}=1 in the environment)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _baseline_parser(sub)
@@ -172,10 +191,16 @@ def cli_reference() -> str:
     return "\n".join(pages) + "\n"
 
 
+FORCE_HELP = (
+    "replace the run that --out holds (without it, a folder holding a run, finished or not, is refused): "
+    "its files are removed, its metrics first, before the new run writes its own"
+)
+
+
 def _train_parser(sub: Any) -> None:
     train = sub.add_parser(
         "train",
-        usage="maelstrom train [--config FILE|RECIPE] [--out DIR] [--resume] [--quiet] [--KEY VALUE ...]",
+        usage="maelstrom train [--config FILE|RECIPE] [--out DIR] [--resume | --force] [--quiet] [--KEY VALUE ...]",
         help="train a network and write a run directory",
         description="Train a network and write a run directory. Settings layer up: the dataclasses' defaults, "
         "the data set's default recipe (or, instead, the --config file), then the options given here.",
@@ -187,6 +212,7 @@ def _train_parser(sub: Any) -> None:
     )
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory [default: runs/latest]")
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    train.add_argument("--force", action="store_true", help=FORCE_HELP)
     train.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_run_options(train)
 
@@ -203,6 +229,7 @@ def _baseline_parser(sub: Any) -> None:
         "--task-option", action="append", metavar="KEY=VALUE", help="deprecated spelling of --task.KEY VALUE"
     )
     baseline.add_argument("--out", type=Path, default=Path("runs/baseline"), help="run directory")
+    baseline.add_argument("--force", action="store_true", help=FORCE_HELP)
     baseline.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
 
 
@@ -260,20 +287,58 @@ def _export_parser(sub: Any) -> None:
     )
 
 
+def _out_folder(path: Path, flag: str = "--out") -> None:
+    """A one-line error unless ``path`` is, or can be made, a folder to write in (checked before long work)."""
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{flag} {path} is a file, not a folder")
+    _probe(path, flag)
+
+
+def _out_file(path: Path | None, flag: str) -> None:
+    """A one-line error unless ``path`` (where given) can be written as a file (checked before long work)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise CLIError(f"{flag} {path} is a folder: give the file to write")
+    _probe(path.parent, flag)
+
+
+def _probe(folder: Path, flag: str) -> None:
+    try:
+        probe_writable(folder)
+    except OSError as err:
+        raise CLIError(f"{flag}: cannot write in {err.filename} ({err.strerror})") from None
+
+
+HELD = {"finished": "a finished run", "unstarted": "a run stopped before its first checkpoint (its config.toml)"}
+
+
+def _new_out(args: argparse.Namespace) -> None:
+    """``--out`` of a new run: a folder to write in, holding no run unless ``--force``."""
+    _out_folder(args.out)
+    held = None if args.force else held_run(args.out)
+    if held == "unfinished":
+        raise CLIError(f"--out {args.out} holds an unfinished run: --resume continues it, --force replaces it")
+    if held is not None:
+        raise CLIError(f"--out {args.out} holds {HELD[held]}: --force replaces it, or choose another --out")
+
+
 def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
     given = _given(args)
     if args.resume:
-        if args.config:
-            raise CLIError("--resume continues the run in --out with its own config: it takes no --config")
+        if args.config or args.force:
+            raise CLIError("--resume continues the run in --out with its own config: it takes no --config or --force")
+        _out_folder(args.out)
         run, task, trainer = resume(args.out, flatten(checked(nest(given)), LEAVES))
     else:
+        _new_out(args)
         config = read_config(args.config) if args.config else None
         name = given.get("task.name", TaskConfig.name)
         if config is None and name in DEFAULT_RECIPES:
             print(f"{name}: the recipe {DEFAULT_RECIPES[name]} under the settings given (--config FILE replaces it)")
         run, task = resolve(layered(config, nest(given)))
         trainer = start(run, task)
-    metrics = train_run(run, task, trainer, args.out)
+    metrics = train_run(run, task, trainer, args.out, resumed=args.resume)
     print(
         f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['test_samples']} samples "
         f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
@@ -283,6 +348,7 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
     tree = checked(nest({"task.name": BASELINE_TASK, **_given(args)}))
+    _new_out(args)
     cv = CVConfig(**tree.get("cv", {}))
     options = dict(tree["task"])
     task = TaskConfig(options.pop("name"), options).load()
@@ -309,7 +375,8 @@ def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
         "task": task.record(),
         "cv": cross,
     }
-    write_json(args.out / "metrics.json", metrics)
+    clear_run(args.out)
+    write_json(args.out / METRICS, metrics)
     print(f"input alone ({config.mode}): test accuracy {accuracy:.4f} on {len(task.test)} samples -> {args.out}")
     return metrics
 
@@ -355,6 +422,8 @@ def _evaluate_folds(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    _out_file(args.json, "--json")
+    _out_file(args.plot, "--plot")
     if args.cv:
         return _evaluate_folds(args)
     checkpoints = [_checkpoint_path(path) for path in args.run_dir]
@@ -399,6 +468,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    _out_file(args.out, "-o/--out")
     target = load_target(args.target)
     if args.format not in target.formats:
         raise CLIError(f"{target.name} takes {', '.join(target.formats)}, not {args.format}")
@@ -420,18 +490,54 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _zip_name(err: BaseException) -> str:
+    """The archive that ``zipfile`` failed on, from the traceback (its error does not name it)."""
+    name, tb = "a zip archive", err.__traceback__
+    while tb is not None:
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, zipfile.ZipFile) and owner.filename:
+            name = owner.filename
+        tb = tb.tb_next
+    return name
+
+
+def _message(err: BaseException) -> str:
+    """``err`` in one line, naming the path where it is an operating system error about one."""
+    if isinstance(err, zipfile.BadZipFile):
+        text = f"{_zip_name(err)} is not a readable zip archive ({err})"
+    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}{f' -> {err.filename2}' if err.filename2 else ''}: {err.strerror}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _report(err: Exception) -> int:
+    """Print ``err`` in one line (a bug says so); returns the exit status: 2 for the user's errors, 1 for bugs."""
+    if isinstance(err, (CLIError, *USER_ERRORS)):
+        print(f"maelstrom: error: {_message(err)}", file=sys.stderr)
+        return 2
+    print(
+        f"maelstrom: internal error (a bug, please report it): {type(err).__name__}: {_message(err)}; "
+        f"rerun with --debug (or {DEBUG_ENV}=1) to see the traceback",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"train": cmd_train, "baseline": cmd_baseline, "evaluate": cmd_evaluate, "export": cmd_export}
     try:
         with verbosity(not getattr(args, "quiet", False)):
             command[args.command](args)
-    except (CLIError, ValueError, FileNotFoundError, RuntimeError) as err:
-        print(f"maelstrom: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("maelstrom: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            traceback.print_exc()
+        return _report(err)
     return 0
 
 

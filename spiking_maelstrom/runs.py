@@ -1,5 +1,10 @@
 """A run directory: train a ``RunConfig`` (or resume one), score it, cross-validate it, and write
-``config.toml`` (the resolved config), ``checkpoint.pt``, ``metrics.json`` and the plots."""
+``config.toml`` (the resolved config), ``checkpoint.pt``, ``metrics.json`` and the plots.
+
+The folder is consistent at every instant: each file is written atomically, ``metrics.json`` last
+(a run without it is unfinished); a new run first removes the files of the run it replaces, and a
+resumed one its outputs, ``metrics.json`` first, so a folder never holds files of two runs (or a
+finished run's metrics beside a checkpoint trained further)."""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ from .trainer import Trainer, train_and_score
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.toml"
+METRICS = "metrics.json"
+# What a run writes after training, metrics.json (the mark of a finished run) first; then the whole run.
+OUTPUTS = (METRICS, CV_SCORES, "raster.png", "accuracy.png", "test.png")
+RUN_FILES = (*OUTPUTS, CHECKPOINT, CONFIG)
 # What --resume may change: how long it trains, the folds after it, where the data and the device are.
 RESUMABLE = ("train.epochs", "cv.", "task.data_dir", "task.cache_dir", "device")
 
@@ -36,7 +45,9 @@ def resume(out: Path, given: dict[str, Any]) -> tuple[RunConfig, Task, Trainer]:
     """The run in ``out`` continued: its own settings, with only ``RESUMABLE`` ones ``given`` (flat keys)."""
     checkpoint = out / CHECKPOINT
     if not checkpoint.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+        stopped = held_run(out) == "unstarted"
+        hint = "; the run stopped before its first checkpoint: --force starts it again" if stopped else ""
+        raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}{hint}")
     if refused := sorted(k for k in given if not k.startswith(RESUMABLE)):
         raise ValueError(f"--resume continues {out} with its own settings: it takes no {', '.join(refused)}")
     payload = load_checkpoint(checkpoint)
@@ -51,6 +62,21 @@ def resume(out: Path, given: dict[str, Any]) -> tuple[RunConfig, Task, Trainer]:
     return run, task, trainer
 
 
+def held_run(out: Path) -> str | None:
+    """The run that folder ``out`` holds: ``finished`` (its metrics), ``unfinished`` (a checkpoint),
+    ``unstarted`` (a config alone, stopped before its first checkpoint), or None."""
+    for name, state in ((METRICS, "finished"), (CHECKPOINT, "unfinished"), (CONFIG, "unstarted")):
+        if (out / name).is_file():
+            return state
+    return None
+
+
+def clear_run(out: Path, names: tuple[str, ...] = RUN_FILES) -> None:
+    """Remove the run files ``names`` from ``out``, in that order (``metrics.json`` first)."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+
+
 def write_config(path: Path, run: RunConfig) -> Path:
     """Write the resolved run config, atomically."""
     with atomic_write(path) as tmp:
@@ -58,9 +84,11 @@ def write_config(path: Path, run: RunConfig) -> Path:
     return path
 
 
-def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path) -> dict[str, Any]:
+def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path, resumed: bool = False) -> dict[str, Any]:
     """Train ``trainer`` to its epochs (checkpointing each), score it on ``task.test``, cross-validate
-    ``run``'s settings if it asks, and write the run directory ``out``; returns the metrics."""
+    ``run``'s settings if it asks, and write the run directory ``out`` (replacing the run it holds, or,
+    ``resumed``, that run's outputs); returns the metrics."""
+    clear_run(out, OUTPUTS if resumed else RUN_FILES)
     write_config(out / CONFIG, run)
     checkpoint = out / CHECKPOINT
     trainer.fit(checkpoint)
@@ -72,7 +100,7 @@ def train_run(run: RunConfig, task: Task, trainer: Trainer, out: Path) -> dict[s
     metrics["cv"] = _cross_validate(run, trainer, task, out)
     if run.cv.members > 1:
         metrics["cv_members"] = run.cv.members
-    write_json(out / "metrics.json", metrics)
+    write_json(out / METRICS, metrics)
     return metrics
 
 

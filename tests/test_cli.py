@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -135,25 +138,25 @@ def test_ridge_baseline_run(tmp_path):
     assert metrics["readout"] == "ridge" and metrics["feedback"] is False
 
 
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["train", "--neurons", "0"], "n_neurons must be >= 1"),
-        (["train", "--readout", "ridge", "--encoder-rule", "dfa"], "ridge readout is closed-form"),
-        (["train", "--dataset", "nmnist", "--data-dir", "/nonexistent/data"], "/nonexistent/data is not a directory"),
-        (["train", "--task-option", "colour"], "KEY=VALUE"),
-        (["train", "--task-option", "colour=3"], "unknown option"),
-        (["train", "--device", "cuda:7"], "cuda"),
-        (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
-        (["train", "--members", "3"], "more than 1 only with folds"),
-        (["train", "--weight-decay", "-1"], "weight_decay must be >= 0"),
-        (["train", "--trace-tau", "0.0005"], "trace_tau=0.0005 must exceed the maelstrom's dt"),
-        (["train", "--weight-average", "1.5"], "weight_average is a decay per batch in (0, 1)"),
-        (["train", "--readout", "ridge", "--encoder-rule", "frozen", "--weight-average", "0.9"], "fitted once"),
-        (["train", "--current-target", "1"], "needs current_penalty > 0"),
-        (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
-    ],
-)
+BAD_ARGUMENTS = [
+    (["train", "--neurons", "0"], "n_neurons must be >= 1"),
+    (["train", "--readout", "ridge", "--encoder-rule", "dfa"], "ridge readout is closed-form"),
+    (["train", "--dataset", "nmnist", "--data-dir", "/nonexistent/data"], "/nonexistent/data is not a directory"),
+    (["train", "--task-option", "colour"], "KEY=VALUE"),
+    (["train", "--task-option", "colour=3"], "unknown option"),
+    (["train", "--device", "cuda:7"], "cuda"),
+    (["evaluate", "/nonexistent/run"], "holds no checkpoint.pt"),
+    (["train", "--members", "3"], "more than 1 only with folds"),
+    (["train", "--weight-decay", "-1"], "weight_decay must be >= 0"),
+    (["train", "--trace-tau", "0.0005"], "trace_tau=0.0005 must exceed the maelstrom's dt"),
+    (["train", "--weight-average", "1.5"], "weight_average is a decay per batch in (0, 1)"),
+    (["train", "--readout", "ridge", "--encoder-rule", "frozen", "--weight-average", "0.9"], "fitted once"),
+    (["train", "--current-target", "1"], "needs current_penalty > 0"),
+    (["train", "--current-target", "1", "--current-penalty", "0.1", "--encoder-rule", "frozen"], "dfa or local"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_ARGUMENTS)
 def test_bad_arguments_get_a_one_line_error(args, message, capsys, tmp_path):
     if args[0] == "train":
         args = [*args, "--out", str(tmp_path / "r"), "--quiet"]
@@ -279,3 +282,240 @@ def test_adding_members_decision_scores_is_the_ensembles_decision():
     mask = torch.rand(20, generator=g) > 0.3
     ensemble = predict(sum(torch.log_softmax(x, -1) for x in logits), mask)
     assert torch.equal(sum(decision_scores(x, mask) for x in logits).argmax(-1), ensemble)
+
+
+# Every error the command line reports: one line on stderr, exit status 2, no traceback.
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A tiny finished run, copied by the tests that change it."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    assert _train(run, "--no-feedback") == 0
+    return run
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder no file can be written in: mode 0o555, and, for root (whom modes do not stop), creating
+    a file or folder in it fails as it would for anyone else (EACCES)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real_open, real_mkdir = os.open, os.mkdir
+
+        def refused(path) -> bool:
+            return Path(path).parent == folder
+
+        def fake_open(path, flags, *args, **kwargs):
+            if flags & os.O_CREAT and refused(path):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        def fake_mkdir(path, *args, **kwargs):
+            if refused(path) and not Path(path).exists():
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", fake_open)
+        monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    yield folder
+    folder.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def nmnist_data(tmp_path_factory) -> Path:
+    from .test_recorded_tasks import _nmnist_fixture
+
+    return _nmnist_fixture(tmp_path_factory.mktemp("nmnist"), per_class=1)
+
+
+def _error(argv: list[str], capsys) -> str:
+    """The one line ``maelstrom ARGV`` writes to stderr, after checking that it exits with 2, no traceback."""
+    capsys.readouterr()
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+def _case(name: str, tmp: Path, run: Path, read_only: Path, nmnist: Path) -> tuple[list[str], str]:
+    """The command line of error case ``name`` (paths under ``tmp``) and what its message must say."""
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
+    tiny = [*TINY, "--epochs", "1", "--neurons", "20", "--quiet", "--device", "cpu"]
+    nm = ["train", "--dataset", "nmnist", "--data-dir", str(nmnist), "--quiet", "--out", str(tmp / "r")]
+    cases = {
+        "--out is a file": (["train", *tiny, "--out", str(a_file)], f"--out {a_file} is a file, not a folder"),
+        "--out below a file": (["train", *tiny, "--out", str(a_file / "r")], f"cannot write in {a_file}"),
+        "--out read-only": (["train", *tiny, "--out", str(read_only / "r")], f"cannot write in {read_only}"),
+        "baseline --out a file": (["baseline", "--dataset", "randman", "--out", str(a_file)], "is a file"),
+        "baseline --out read-only": (["baseline", "--out", str(read_only)], f"cannot write in {read_only}"),
+        "resume --out read-only": (["train", "--resume", "--out", str(read_only)], f"cannot write in {read_only}"),
+        "export -o a folder": (["export", str(run), "--format", "nir", "-o", str(tmp)], f"-o/--out {tmp} is a folder"),
+        "export -o read-only": (
+            ["export", str(run), "--format", "nir", "-o", str(read_only / "x.nir")],
+            f"cannot write in {read_only}",
+        ),
+        "export -o below a file": (["export", str(run), "--format", "nir", "-o", str(a_file / "x")], "Not a directory"),
+        "evaluate --json a folder": (["evaluate", str(run), "--json", str(tmp)], f"--json {tmp} is a folder"),
+        "evaluate --plot read-only": (["evaluate", str(run), "--plot", str(read_only / "p.png")], "cannot write in"),
+        "cache read-only": ([*nm, "--task.cache_dir", str(read_only)], f"{read_only}/nmnist-train-"),
+        "cache a file": ([*nm, "--task.cache_dir", str(a_file)], f"{a_file}: File exists"),
+        "unknown recorded option": ([*nm, "--task.n_channels", "3"], "unknown option(s) for nmnist: ['n_channels']"),
+        "mistyped recorded option": ([*nm, "--task.shift", "x"], "task.shift: expected int, got 'x'"),
+        "deprecated unknown option": ([*nm, "--task-option", "colour=3"], "unknown option(s) for nmnist: ['colour']"),
+        "truncated zip": (
+            ["train", "--dataset", "nmnist", "--data-dir", str(tmp), "--out", str(tmp / "r"), "--quiet"],
+            f"{tmp / 'Train.zip'} is not a readable zip archive",
+        ),
+        "finished run": (["train", *tiny, "--out", str(run)], f"--out {run} holds a finished run: --force replaces it"),
+        "--resume --force": (["train", "--resume", "--force", "--out", str(run)], "takes no --config or --force"),
+        "unknown argument": (
+            ["train", "--nope"],
+            "maelstrom: error: unrecognized arguments: --nope (see maelstrom --help)",
+        ),
+        "bad choice": (["export", str(run), "--format", "xyz", "-o", "x"], "invalid choice: 'xyz'"),
+    }
+    if name == "truncated zip":
+        (tmp / "Train.zip").write_bytes(b"PK\x03\x04 truncated")
+    return cases[name]
+
+
+ERROR_CASES = [
+    "--out is a file",
+    "--out below a file",
+    "--out read-only",
+    "baseline --out a file",
+    "baseline --out read-only",
+    "resume --out read-only",
+    "export -o a folder",
+    "export -o read-only",
+    "export -o below a file",
+    "evaluate --json a folder",
+    "evaluate --plot read-only",
+    "cache read-only",
+    "cache a file",
+    "unknown recorded option",
+    "mistyped recorded option",
+    "deprecated unknown option",
+    "truncated zip",
+    "finished run",
+    "--resume --force",
+    "unknown argument",
+    "bad choice",
+]
+
+
+@pytest.mark.parametrize("name", ERROR_CASES)
+def test_every_user_error_is_one_line_with_no_traceback(name, finished, read_only, nmnist_data, tmp_path, capsys):
+    argv, message = _case(name, tmp_path, finished, read_only, nmnist_data)
+    assert message in _error(argv, capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.nir").exists()
+
+
+def test_the_existing_error_cases_have_no_traceback_either(tmp_path, capsys):
+    from .test_config import BAD_CONFIGS
+
+    for args, message in BAD_ARGUMENTS:
+        out = ["--out", str(tmp_path / "r"), "--quiet"] if args[0] == "train" else []
+        assert message in _error([*args, *out], capsys)
+    config = tmp_path / "bad.toml"
+    for text, message in BAD_CONFIGS:
+        config.write_text(text)
+        assert message in _error(["train", "--config", str(config), "--out", str(tmp_path / "r"), "--quiet"], capsys)
+
+
+def test_a_bug_is_one_line_saying_so_and_debug_shows_its_traceback(monkeypatch, finished, tmp_path, capsys):
+    import spiking_maelstrom.cli as cli
+
+    monkeypatch.setattr(cli, "load_target", lambda name: {}["a bug"])
+    argv = ["export", str(finished), "--format", "nir", "-o", str(tmp_path / "x.nir")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("maelstrom: internal error (a bug, please report it): KeyError: 'a bug'; rerun with --debug")
+    assert err.count("\n") == 1
+    assert main(["--debug", *argv]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setenv("MAELSTROM_DEBUG", "1")
+    assert main(argv) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_the_console_script_reports_an_os_error_in_one_line(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    result = subprocess.run(
+        [sys.executable, "-m", "spiking_maelstrom.cli", "train", "--out", str(tmp_path / "f" / "r")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"maelstrom: error: --out: cannot write in {tmp_path / 'f'} (Not a directory)\n"
+
+
+# Run folders: a new run never mixes with the run a folder holds.
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def test_a_new_run_refuses_a_folder_holding_a_run_and_force_replaces_it(finished, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    before = _files(run)
+    assert "holds a finished run: --force replaces it" in _error(["train", *TINY, "--out", str(run)], capsys)
+    (run / "metrics.json").unlink()
+    assert "holds an unfinished run: --resume continues it" in _error(["train", *TINY, "--out", str(run)], capsys)
+    for name in ("checkpoint.pt", "raster.png", "accuracy.png", "test.png"):
+        (run / name).unlink()
+    assert "before its first checkpoint (its config.toml)" in _error(["train", "--out", str(run)], capsys)
+    assert "--force starts it again" in _error(["train", "--resume", "--out", str(run)], capsys)
+    shutil.rmtree(run)
+    shutil.copytree(finished, run)
+    assert _files(run) == before
+    assert _train(run, "--force", "--seed", "9") == 0
+    assert tomllib.loads((run / "config.toml").read_text())["seed"] == 9
+    assert json.loads((run / "metrics.json").read_text())["seed"] == 9
+
+
+def test_a_run_killed_before_its_first_checkpoint_leaves_none_of_the_run_it_replaced(finished, tmp_path, monkeypatch):
+    from spiking_maelstrom import trainer
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.Trainer, "fit", killed)
+    assert _train(run, "--force", "--seed", "9") == 130
+    assert sorted(p.name for p in run.iterdir()) == ["config.toml"]
+    assert tomllib.loads((run / "config.toml").read_text())["seed"] == 9
+
+
+def test_a_resume_killed_after_a_checkpoint_leaves_no_metrics_of_fewer_epochs(finished, tmp_path, monkeypatch):
+    from spiking_maelstrom import trainer
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    save = trainer.Trainer.save
+
+    def killed_after_saving(self, path):
+        save(self, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer.Trainer, "save", killed_after_saving)
+    resume = ["train", "--out", str(run), "--resume", "--epochs", "3", "--quiet", "--device", "cpu"]
+    assert main(resume) == 130
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+    assert not (run / "metrics.json").exists() and not (run / "test.png").exists()
+    monkeypatch.setattr(trainer.Trainer, "save", save)
+    assert main(resume) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 3

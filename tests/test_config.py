@@ -93,15 +93,15 @@ def test_a_value_of_the_wrong_type_names_its_key(value, annotation):
         coerce(value, annotation, "train.epochs")
 
 
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("[train]\nepocs = 3\n", "unknown setting(s) ['train.epocs']"),
-        ("[train\n", "is not readable TOML"),
-        ('[train]\nepochs = "many"\n', "train.epochs: expected int"),
-        ("[network]\ninput_shape = [3]\n", "unknown setting(s) ['network.input_shape']"),
-    ],
-)
+BAD_CONFIGS = [
+    ("[train]\nepocs = 3\n", "unknown setting(s) ['train.epocs']"),
+    ("[train\n", "is not readable TOML"),
+    ('[train]\nepochs = "many"\n', "train.epochs: expected int"),
+    ("[network]\ninput_shape = [3]\n", "unknown setting(s) ['network.input_shape']"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD_CONFIGS)
 def test_a_bad_config_file_gets_a_one_line_error_naming_it(tmp_path, capsys, text, message):
     config = tmp_path / "bad.toml"
     config.write_text(text)
