@@ -198,7 +198,9 @@ def test_a_run_with_a_front_end_exports_what_its_input_must_go_through(tmp_path,
 
 
 def test_missing_recorded_data_says_where_it_should_be(tmp_path, capsys):
-    assert main(["train", "--dataset", "shd", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert (
+        main(["train", "--dataset", "shd", "--data-dir", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    )
     err = capsys.readouterr().err
     assert "shd_train.h5" in err and str(tmp_path) in err and err.count("\n") == 1
 
