@@ -477,3 +477,20 @@ def test_fold_scores_errors_name_the_file_and_the_fold(tmp_path, folds, named):
     with pytest.raises(ValueError, match=named) as err:
         load_fold_scores(path)
     assert str(path) in str(err.value)
+
+
+def test_nir_graph_that_does_not_rebuild_names_the_file(scratch, nir_file):
+    path = scratch / "no-dt.nir"
+    path.write_bytes(nir_file.read_bytes())
+    with h5py.File(path, "r+") as f:
+        del f["node/metadata/dt"]
+        f["node/metadata/dt"] = np.zeros(2)  # float() of an array: TypeError
+    with pytest.raises(ValueError, match="does not rebuild a network") as err:
+        load_nir(path)
+    assert str(path) in str(err.value)
+
+
+def test_target_unknown_key_with_a_newline_stays_on_one_line(tmp_path):
+    path = _target_file(tmp_path / "t.toml", **{"weight__a\nb": 1})
+    with pytest.raises(ValueError, match=r"unknown key 'weight.a\\nb'"):
+        load_target(path)

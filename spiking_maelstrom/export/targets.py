@@ -126,7 +126,7 @@ def check_target_data(data: dict[str, Any]) -> list[str]:
         if not isinstance(table, dict):
             problems.append(f"{name} must be a table, got {table!r}")
             continue
-        problems += [f"unknown key {name}.{key}" for key in table if key not in schema]
+        problems += [f"unknown key {f'{name}.{key}'!r}" for key in table if key not in schema]
         problems += [f"{name}.{k} {why}" for k, v in table.items() if k in schema and (why := _bad_value(v, schema[k]))]
     return problems or _needed(data)
 
