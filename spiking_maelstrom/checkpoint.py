@@ -14,6 +14,23 @@ import torch
 from .files import atomic_write
 
 CHECKPOINT_FORMAT = "spiking-maelstrom-checkpoint/1"
+# What every checkpoint the trainer writes holds (``Trainer.state``) and what its readers index:
+# ``load_network``, ``maelstrom evaluate`` and ``export``, ``train --resume``.
+Kinds = dict[str, type | tuple[type, ...]]
+REQUIRED: Kinds = {
+    "network_config": dict,
+    "train_config": dict,
+    "task": dict,
+    "model": dict,
+    "epoch": int,
+    "history": list,
+    "train_seconds": (int, float),
+}
+INNER: dict[str, Kinds] = {
+    "network_config": {"maelstrom": dict},
+    "train_config": {"batch_size": int},
+    "task": {"name": str, "options": dict},
+}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -45,7 +62,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = load_plain(path, map_location)
+    return check_checkpoint(load_plain(path, map_location), path)
+
+
+def check_checkpoint(payload: Any, source: str | Path) -> dict[str, Any]:
+    """``payload`` if it has the checkpoint's format key and the keys and types its readers use
+    (``REQUIRED``, ``INNER``, tensors under ``model``); else a one-line ``ValueError`` naming ``source``
+    and the key."""
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a spiking-maelstrom checkpoint (expected format {CHECKPOINT_FORMAT})")
+        raise ValueError(f"{source} is not a spiking-maelstrom checkpoint (expected format {CHECKPOINT_FORMAT})")
+    _check_keys(payload, REQUIRED, source, "")
+    for name, keys in INNER.items():
+        _check_keys(payload[name], keys, source, f"{name}.")
+    for name in ("model", "live_model"):
+        state = payload.get(name)
+        tensors = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+        if state is not None and not tensors:
+            raise ValueError(f"{source}: checkpoint key {name!r} must map parameter names to tensors")
     return payload
+
+
+def _check_keys(table: dict[str, Any], kinds: Kinds, source: str | Path, prefix: str) -> None:
+    for key, kind in kinds.items():
+        if key not in table:
+            raise ValueError(f"{source}: checkpoint lacks the key '{prefix}{key}'")
+        value = table[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise ValueError(f"{source}: checkpoint key '{prefix}{key}' has the wrong type {type(value).__name__}")

@@ -95,6 +95,7 @@ def cross_validate(
 
 CV_SCORES = "cv_scores.pt"
 CV_SCORES_FORMAT = "spiking-maelstrom-cv-scores/1"
+INTEGER_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def save_fold_scores(path: str | Path, folds: list[dict[str, Any]]) -> Path:
@@ -119,7 +120,30 @@ def load_fold_scores(path: str | Path) -> list[dict[str, Any]]:
     payload = load_plain(path)
     if not isinstance(payload, dict) or payload.get("format") != CV_SCORES_FORMAT:
         raise ValueError(f"{path} holds no cross-validation scores (expected format {CV_SCORES_FORMAT})")
-    return payload["folds"]
+    folds = payload.get("folds")
+    if not isinstance(folds, list) or not folds:
+        raise ValueError(f"{path}: 'folds' must be a non-empty list of folds")
+    for k, fold in enumerate(folds):
+        if why := _bad_fold(fold):
+            raise ValueError(f"{path}: fold {k} {why}")
+    return folds
+
+
+def _bad_fold(fold: Any) -> str | None:
+    """Why ``fold`` is not ``indices`` (n ints), ``labels`` (n ints) and ``scores`` (n x C floats), or None."""
+    if not isinstance(fold, dict) or not {"indices", "labels", "scores"} <= set(fold):
+        return "must hold indices, labels and scores"
+    indices, labels, scores = fold["indices"], fold["labels"], fold["scores"]
+    if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        return "indices must be a list of integers"
+    integer = isinstance(labels, torch.Tensor) and labels.dtype in INTEGER_DTYPES
+    if not integer or labels.shape != (len(indices),):
+        return f"labels must be a tensor of {len(indices)} integers, one per index"
+    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point() or scores.dim() != 2:
+        return "scores must be a 2-D float tensor [samples, classes]"
+    if scores.shape[0] != len(indices) or scores.shape[1] == 0:
+        return f"scores must have {len(indices)} rows (one per index) and at least one class, not {tuple(scores.shape)}"
+    return None
 
 
 def ensemble_folds(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:

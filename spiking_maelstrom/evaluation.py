@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import load_checkpoint
+from .checkpoint import check_checkpoint, load_checkpoint
 from .ensemble import Ensemble
 from .learning import masked_log_probs, sequence_loss, step_weights
 from .network import MaelstromNetwork, NetworkConfig, build_network
@@ -67,9 +67,34 @@ def evaluate_network(
     return result
 
 
-def load_network(checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu") -> MaelstromNetwork:
-    """The trained network stored in a checkpoint (a path or an already loaded payload)."""
-    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
-    network.load_state_dict(payload["model"])
+def _check_size(payload: dict[str, Any], source: str | Path) -> None:
+    """Refuse an ``n_neurons`` that the stored weights do not have before building anything: a
+    tampered one would otherwise draw (and eigen-decompose) a reservoir of any size."""
+    n = payload["network_config"]["maelstrom"].get("n_neurons")
+    weight = payload["model"].get("maelstrom.weight")
+    if weight is None or tuple(weight.shape) != (n, n):
+        shape = None if weight is None else tuple(weight.shape)
+        raise ValueError(f"{source}: model 'maelstrom.weight' {shape} is not [n_neurons, n_neurons], n_neurons {n!r}")
+
+
+def load_network(
+    checkpoint: str | Path | dict[str, Any], device: str | torch.device = "cpu", source: str | Path = "checkpoint"
+) -> MaelstromNetwork:
+    """The trained network stored in a checkpoint (a path or an already loaded payload, named
+    ``source`` in errors); a one-line ``ValueError`` if its config or weights do not make one."""
+    if isinstance(checkpoint, dict):
+        payload = check_checkpoint(checkpoint, source)
+    else:
+        payload, source = load_checkpoint(checkpoint), checkpoint
+    _check_size(payload, source)
+    try:
+        network = build_network(NetworkConfig.from_dict(payload["network_config"]), device=device)
+    except (KeyError, TypeError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}"
+        raise ValueError(f"{source}: its network_config does not build a network ({reason})") from err
+    try:
+        network.load_state_dict(payload["model"])
+    except RuntimeError as err:  # torch lists every missing, unexpected or misshapen entry, one per line
+        first = next(line.strip() for line in str(err).splitlines()[1:] + [str(err)] if line.strip())
+        raise ValueError(f"{source}: its model weights do not fit its network_config ({first})") from err
     return network.eval()

@@ -41,7 +41,7 @@ def test_bad_target_names_and_files_get_clear_errors(tmp_path):
         load_target("loihi9")
     bad = tmp_path / "chip.toml"
     bad.write_text('name = "chip"\ntitle = "t"\nformats = ["nir"]\n[weight]\nkind = "int"\n')
-    with pytest.raises(ValueError, match="chip.toml lacks the key 'decay'"):
+    with pytest.raises(ValueError, match="chip.toml: lacks the key 'decay'"):
         load_target(bad)
 
 

@@ -296,5 +296,12 @@ def from_nir(graph: nir.NIRGraph, dt: float | None = None) -> MaelstromNetwork:
 
 
 def load_nir(path: str | Path) -> MaelstromNetwork:
-    """Read a NIR file written by :func:`save_nir` and rebuild the network."""
-    return from_nir(read_nir(path))
+    """Read a NIR file written by :func:`save_nir` and rebuild the network; a one-line ``ValueError``
+    naming the file if its graph does not rebuild one."""
+    graph = read_nir(path)
+    try:
+        return from_nir(graph)
+    # A foreign or edited graph fails anywhere in from_nir: missing keys, arrays of any shape or type.
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as err:
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: the NIR graph does not rebuild a network ({type(err).__name__}: {reason})") from err

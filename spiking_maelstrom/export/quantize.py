@@ -37,9 +37,7 @@ from ..neuron import CubaLIFState
 from ..probe import Probe, step_through
 from ..readouts import RidgeReadout
 from .nir import ExportError, encoder_affine, readout_affine
-from .targets import Target
-
-SCALINGS = ("per-layer", "per-channel")
+from .targets import SCALINGS, Target
 
 
 @dataclass

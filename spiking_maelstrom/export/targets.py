@@ -16,6 +16,8 @@ DECAY_KINDS = ("fraction", "shift", "float")
 RESETS = ("zero", "subtract")
 COMPARES = (">", ">=")
 ORDERS = ("decay-add", "add-decay")
+FORMATS = ("nir", "netx")
+SCALINGS = ("per-layer", "per-channel")
 
 
 @dataclass(frozen=True)
@@ -78,48 +80,100 @@ def _target_file(name_or_path: str | Path) -> Traversable:
 
 
 def load_target(name_or_path: str | Path) -> Target:
-    """A target by name (a file in ``spiking_maelstrom/hardware/``) or by the path of a TOML file."""
+    """A target by name (a file in ``spiking_maelstrom/hardware/``) or by the path of a TOML file;
+    its keys, types and ranges checked (``check_target_data``), a one-line ``ValueError`` naming the file."""
     path = _target_file(name_or_path)
     if not path.is_file():
         raise FileNotFoundError(f"hardware target file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"hardware target file {path} is not valid TOML: {err}") from err
-    try:
-        target = Target(
-            name=data["name"],
-            title=data["title"],
-            formats=tuple(data["formats"]),
-            weight=dict(data["weight"]),
-            decay=dict(data["decay"]),
-            threshold=dict(data["threshold"]),
-            state=dict(data.get("state", {})),
-            limits=dict(data.get("limits", {})),
-            spike=dict(data.get("spike", {})),
-            reset=data.get("reset", "zero"),
-            notes=data.get("notes", ""),
-        )
-    except KeyError as err:
-        raise ValueError(f"hardware target file {path} lacks the key {err.args[0]!r}") from err
-    problems = []
-    if target.weight.get("kind") not in ("int", "float"):
-        problems.append("weight.kind must be 'int' or 'float'")
-    if target.integer and "bits" not in target.weight:
-        problems.append("weight.bits is needed for integer weights")
-    if target.decay.get("kind") not in DECAY_KINDS:
-        problems.append(f"decay.kind must be one of {DECAY_KINDS}")
-    if target.reset not in RESETS:
-        problems.append(f"reset must be one of {RESETS}")
-    if target.compare not in COMPARES:
-        problems.append(f"spike.compare must be one of {COMPARES}")
-    if not (isinstance(target.spike.get("max_per_step", 1), int) and target.max_spikes >= 1):
-        problems.append("spike.max_per_step must be an integer >= 1")
-    clip = target.spike.get("input_max_per_step", 1)
-    if not (isinstance(clip, int) and clip >= 1):
-        problems.append("spike.input_max_per_step must be an integer >= 1")
-    if target.order not in ORDERS:
-        problems.append(f"state.order must be one of {ORDERS}")
+    problems = check_target_data(data)
     if problems:
         raise ValueError(f"hardware target file {path}: " + "; ".join(problems))
-    return target
+    return Target(
+        name=data["name"],
+        title=data["title"],
+        formats=tuple(data["formats"]),
+        weight=dict(data["weight"]),
+        decay=dict(data["decay"]),
+        threshold=dict(data["threshold"]),
+        state=dict(data.get("state", {})),
+        limits=dict(data.get("limits", {})),
+        spike=dict(data.get("spike", {})),
+        reset=data.get("reset", "zero"),
+        notes=data.get("notes", ""),
+    )
+
+
+# The schema (``spiking_maelstrom/hardware/README.md``): each table's keys and what their values may be.
+BITS = range(1, 65)
+SHIFT = range(0, 64)
+SIZE = range(0, 2**63)
+COUNT = range(0, 2**31)
+SPIKES = range(1, 2**15)
+TABLES: dict[str, dict[str, tuple[Any, ...] | range | type]] = {
+    "weight": {"kind": ("int", "float"), "bits": BITS, "scaling": SCALINGS},
+    "decay": {
+        "kind": DECAY_KINDS,
+        "bits": BITS,
+        "shift_min": SHIFT,
+        "shift_max": SHIFT,
+        "per_layer": bool,
+        "min_step": COUNT,
+    },
+    "threshold": {"kind": ("int", "float"), "bits": BITS},
+    "state": {"current_bits": BITS, "voltage_bits": BITS, "order": ORDERS},
+    "spike": {"compare": COMPARES, "max_per_step": SPIKES, "input_max_per_step": SPIKES},
+    "limits": {
+        **dict.fromkeys(("inputs", "hidden", "outputs", "fan_in", "fan_out", "input_targets", "readout_sources"), SIZE),
+        "recurrent": bool,
+    },
+}
+TOP: dict[str, tuple[Any, ...] | range | type] = {"name": str, "title": str, "notes": str, "reset": RESETS}
+REQUIRED = ("name", "title", "formats", "weight", "decay", "threshold")
+
+
+def _bad_value(value: Any, allowed: tuple[Any, ...] | range | type) -> str | None:
+    """Why ``value`` is not one of ``allowed`` (a type, an integer range or a tuple of choices), or None."""
+    if isinstance(allowed, type):
+        return None if isinstance(value, allowed) else f"must be a {allowed.__name__}, got {value!r}"
+    if isinstance(allowed, range):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value in allowed
+        return None if ok else f"must be an integer in {allowed.start}..{allowed.stop - 1}, got {value!r}"
+    return None if isinstance(value, str) and value in allowed else f"must be one of {allowed}, got {value!r}"
+
+
+def check_target_data(data: dict[str, Any]) -> list[str]:
+    """Every way the parsed TOML ``data`` breaks the target schema, each naming its key (empty if none)."""
+    problems = [f"lacks the key {key!r}" for key in REQUIRED if key not in data]
+    known = {*TOP, *TABLES, "formats"}
+    problems += [f"unknown key {key!r}" for key in data if key not in known]
+    formats = data.get("formats", [])
+    if not isinstance(formats, list) or not formats or any(f not in FORMATS for f in formats):
+        problems.append(f"formats must be a non-empty list of {FORMATS}, got {formats!r}")
+    for key, allowed in TOP.items():
+        if key in data and (why := _bad_value(data[key], allowed)):
+            problems.append(f"{key} {why}")
+    for name, schema in TABLES.items():
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{name} must be a table, got {table!r}")
+            continue
+        problems += [f"unknown key {f'{name}.{key}'!r}" for key in table if key not in schema]
+        problems += [f"{name}.{k} {why}" for k, v in table.items() if k in schema and (why := _bad_value(v, schema[k]))]
+    return problems or _needed(data)
+
+
+def _needed(data: dict[str, Any]) -> list[str]:
+    """The keys a well-typed target still needs for its kinds (e.g. integer weights need bits)."""
+    weight, decay = data["weight"], data["decay"]
+    if "kind" not in weight or "kind" not in decay:
+        return [f"{table}.kind is needed" for table in ("weight", "decay") if "kind" not in data[table]]
+    needs = [("weight", "bits", weight["kind"] == "int"), ("decay", "bits", decay["kind"] == "fraction")]
+    needs += [("decay", "shift_min", decay["kind"] == "shift"), ("decay", "shift_max", decay["kind"] == "shift")]
+    problems = [f"{table}.{key} is needed" for table, key, need in needs if need and key not in data[table]]
+    if not problems and decay["kind"] == "shift" and decay["shift_min"] > decay["shift_max"]:
+        problems.append(f"decay.shift_min {decay['shift_min']} > decay.shift_max {decay['shift_max']}")
+    return problems
