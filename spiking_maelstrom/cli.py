@@ -441,7 +441,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                     "an ensemble's runs need the same test inputs"
                 )
     device = resolve_device(args.device)
-    networks = [load_network(p, device) for p in payloads]
+    networks = [load_network(p, device, source) for p, source in zip(payloads, checkpoints, strict=True)]
     for checkpoint, network in zip(checkpoints, networks, strict=True):
         if tuple(task.input_shape) != tuple(network.encoder.input_shape) or task.n_classes != network.n_classes:
             raise CLIError(
@@ -472,8 +472,9 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     target = load_target(args.target)
     if args.format not in target.formats:
         raise CLIError(f"{target.name} takes {', '.join(target.formats)}, not {args.format}")
-    payload = load_checkpoint(_checkpoint_path(args.run_dir))
-    network = load_network(payload)
+    checkpoint = _checkpoint_path(args.run_dir)
+    payload = load_checkpoint(checkpoint)
+    network = load_network(payload, source=checkpoint)
     # The input the exported network expects: frames through the task's front end, if it had one.
     front_end = payload["task"].get("front_end")
     notes = {"host_front_end": json.dumps(front_end)} if front_end else None

@@ -229,9 +229,12 @@ def resolve(tree: dict[str, Any]) -> tuple[RunConfig, Task]:
     return run, task
 
 
-def run_of_checkpoint(payload: dict[str, Any], cv: CVConfig, device: str) -> RunConfig:
+def run_of_checkpoint(payload: dict[str, Any], cv: CVConfig, device: str, source: str | Path) -> RunConfig:
     """The run a checkpoint was trained with (for ``--resume``), with ``cv`` and ``device`` as given now."""
-    train = TrainConfig(**payload["train_config"])
+    try:
+        train = TrainConfig(**payload["train_config"])
+    except TypeError as err:  # an unknown or missing key: not a config this version wrote
+        raise ValueError(f"{source}: its train_config is not one this version reads ({err})") from None
     known = {s.key for s in task_settings(payload["task"]["name"])}
     options = {k: v for k, v in payload["task"]["options"].items() if k in known}
     return RunConfig(

@@ -52,7 +52,7 @@ def resume(out: Path, given: dict[str, Any]) -> tuple[RunConfig, Task, Trainer]:
         raise ValueError(f"--resume continues {out} with its own settings: it takes no {', '.join(refused)}")
     payload = load_checkpoint(checkpoint)
     cv = CVConfig(**{k.removeprefix("cv."): v for k, v in given.items() if k.startswith("cv.")})
-    run = run_of_checkpoint(payload, cv, given.get("device", "auto"))
+    run = run_of_checkpoint(payload, cv, given.get("device", "auto"), checkpoint)
     options = {**run.task.options, **{k.removeprefix("task."): v for k, v in given.items() if k.startswith("task.")}}
     run = replace(run, task=TaskConfig(run.task.name, options))
     run = replace(run, train=replace(run.train, epochs=given.get("train.epochs", run.train.epochs)))

@@ -148,3 +148,17 @@ def test_every_recipe_resolves_on_the_real_data(name, tmp_path):
     run, task = resolve(layered(tree, {}))
     assert isinstance(run, RunConfig) and run.network.n_classes == task.n_classes
     assert tomllib.loads(run.to_toml())["task"]["name"] == task.name
+
+
+def test_resume_of_a_checkpoint_with_a_foreign_train_config_is_a_one_line_error(tmp_path, capsys):
+    from spiking_maelstrom.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--neurons", "40", "--out", str(run)]) == 0
+    payload = load_checkpoint(run / "checkpoint.pt")
+    payload["train_config"]["colour"] = "blue"
+    save_checkpoint(run / "checkpoint.pt", payload)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train_config is not one this version reads" in err and err.count("\n") == 1
