@@ -14,7 +14,6 @@ import os
 import sys
 import time
 import traceback
-import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
@@ -87,7 +86,7 @@ SWITCHES = {"--no-feedback": "network.feedback", "--no-recurrence": "network.mae
 DEBUG_ENV = "MAELSTROM_DEBUG"
 # The user's errors (arguments, data, paths, permissions, a full disk; torch's own, e.g. out of memory):
 # one line. Anything else is a bug: one line saying so, the traceback under --debug or MAELSTROM_DEBUG=1.
-USER_ERRORS = (ValueError, OSError, RuntimeError, zipfile.BadZipFile)
+USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 class CLIError(Exception):
@@ -491,22 +490,9 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _zip_name(err: BaseException) -> str:
-    """The archive that ``zipfile`` failed on, from the traceback (its error does not name it)."""
-    name, tb = "a zip archive", err.__traceback__
-    while tb is not None:
-        owner = tb.tb_frame.f_locals.get("self")
-        if isinstance(owner, zipfile.ZipFile) and owner.filename:
-            name = owner.filename
-        tb = tb.tb_next
-    return name
-
-
 def _message(err: BaseException) -> str:
     """``err`` in one line, naming the path where it is an operating system error about one."""
-    if isinstance(err, zipfile.BadZipFile):
-        text = f"{_zip_name(err)} is not a readable zip archive ({err})"
-    elif isinstance(err, OSError) and err.filename is not None and err.strerror:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
         text = f"{err.filename}{f' -> {err.filename2}' if err.filename2 else ''}: {err.strerror}"
     else:
         text = str(err) or type(err).__name__

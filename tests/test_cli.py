@@ -371,7 +371,7 @@ def _case(name: str, tmp: Path, run: Path, read_only: Path, nmnist: Path) -> tup
         "deprecated unknown option": ([*nm, "--task-option", "colour=3"], "unknown option(s) for nmnist: ['colour']"),
         "truncated zip": (
             ["train", "--dataset", "nmnist", "--data-dir", str(tmp), "--out", str(tmp / "r"), "--quiet"],
-            f"{tmp / 'Train.zip'} is not a readable zip archive",
+            f"{tmp / 'Train.zip'}: unreadable zip data",
         ),
         "finished run": (["train", *tiny, "--out", str(run)], f"--out {run} holds a finished run: --force replaces it"),
         "--resume --force": (["train", "--resume", "--force", "--out", str(run)], "takes no --config or --force"),
