@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .backends import Backend, make_backend
 from .connectivity import draw_connectivity
 from .device import resolve_device
-from .neuron import CubaLIFState, cuba_lif_initial_state, euler_decay
+from .neuron import AdaptiveLIFState, CubaLIFState, cuba_lif_initial_state, euler_decay
 from .probe import Feedback, Probe
 
 DEFAULT_PROBABILITIES = {
@@ -63,6 +63,12 @@ class MaelstromConfig:
     v_threshold: Annotated[float, "spike threshold"] = 1.0
     v_reset: Annotated[float, "membrane after a spike"] = 0.0
     v_leak: Annotated[float, "resting membrane"] = 0.0
+    adaptation: Annotated[
+        float, "threshold rise per spike, in thresholds (spike-frequency adaptation, LSNN-style; 0: off)"
+    ] = 0.0
+    tau_adapt: Annotated[
+        tuple[float, float], "adaptation time constant range in seconds (as tau_mem); used when adaptation > 0"
+    ] = (0.1, 0.5)
     recurrent: Annotated[bool, "the recurrent weights on (off: the ablation without recurrence)"] = True
     seed: Annotated[int, "seed of the connectivity and time constants"] = 0
 
@@ -73,6 +79,8 @@ class MaelstromConfig:
             raise ValueError(f"excitatory_fraction must be in [0, 1], got {self.excitatory_fraction}")
         if not self.dt > 0 or not self.spectral_radius >= 0:
             raise ValueError(f"dt must be > 0 and spectral_radius >= 0, got {self.dt} and {self.spectral_radius}")
+        if not self.adaptation >= 0:
+            raise ValueError(f"adaptation must be >= 0, got {self.adaptation}")
         self.probabilities()
 
     def probabilities(self) -> dict[str, float]:
@@ -93,7 +101,7 @@ class MaelstromConfig:
         if unknown:
             raise ValueError(f"unknown maelstrom config keys: {sorted(unknown)}")
         data = dict(data)
-        for key in ("tau_mem", "tau_syn"):
+        for key in ("tau_mem", "tau_syn", "tau_adapt"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -108,12 +116,14 @@ def _log_uniform(low: float, high: float, n: int, generator: torch.Generator) ->
 
 class MaelstromParameters(NamedTuple):
     """The frozen parameters: recurrent ``weight [post, pre]`` (in units of the threshold per spike),
-    the ``excitatory`` mask of presynaptic neurons, and per-neuron ``tau_mem`` and ``tau_syn`` (s)."""
+    the ``excitatory`` mask of presynaptic neurons, and per-neuron ``tau_mem``, ``tau_syn`` and, for
+    an adaptive maelstrom, ``tau_adapt`` (s)."""
 
     weight: Tensor
     excitatory: Tensor
     tau_mem: Tensor
     tau_syn: Tensor
+    tau_adapt: Tensor | None = None
 
 
 def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
@@ -133,7 +143,8 @@ def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
     )
     tau_mem = _log_uniform(*config.tau_mem, config.n_neurons, generator)
     tau_syn = _log_uniform(*config.tau_syn, config.n_neurons, generator)
-    return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn)
+    tau_adapt = _log_uniform(*config.tau_adapt, config.n_neurons, generator) if config.adaptation else None
+    return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn, tau_adapt)
 
 
 def run_input(currents: Tensor, n_neurons: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -169,7 +180,12 @@ class Maelstrom(nn.Module):
         if parameters is None:
             parameters = draw_parameters(config)
         n = config.n_neurons
-        for name, shape in (("weight", (n, n)), ("excitatory", (n,)), ("tau_mem", (n,)), ("tau_syn", (n,))):
+        shapes = {"weight": (n, n), "excitatory": (n,), "tau_mem": (n,), "tau_syn": (n,)}
+        if config.adaptation:
+            shapes["tau_adapt"] = (n,)
+        for name, shape in shapes.items():
+            if getattr(parameters, name) is None:
+                raise ValueError(f"maelstrom parameter {name} is missing: adaptation={config.adaptation} needs it")
             got = tuple(getattr(parameters, name).shape)
             if got != shape:
                 raise ValueError(f"maelstrom parameter {name} has shape {got}; n_neurons={n} needs {shape}")
@@ -187,6 +203,10 @@ class Maelstrom(nn.Module):
         # from exported time constants steps bit for bit like this one.
         self.register_buffer("beta", euler_decay(tau_mem.double(), config.dt).to(**as_buffer))
         self.register_buffer("alpha", euler_decay(tau_syn.double(), config.dt).to(**as_buffer))
+        if config.adaptation:
+            tau_adapt = parameters.tau_adapt.to(**as_buffer)
+            self.register_buffer("tau_adapt", tau_adapt)
+            self.register_buffer("rho", euler_decay(tau_adapt.double(), config.dt).to(**as_buffer))
         potentials = torch.tensor([config.v_threshold, config.v_reset, config.v_leak], dtype=torch.float64)
         self.register_buffer("potentials", potentials.to(**as_buffer), persistent=False)  # for the fused step
 
@@ -217,14 +237,20 @@ class Maelstrom(nn.Module):
         c = self.config
         return (
             f"n_neurons={c.n_neurons}, topology={c.topology}, spectral_radius={c.spectral_radius}, "
-            f"recurrent={c.recurrent}, seed={c.seed}"
+            f"recurrent={c.recurrent}, adaptation={c.adaptation}, seed={c.seed}"
         )
 
-    def init_state(self, batch_size: int) -> CubaLIFState:
-        """All neurons at rest for a batch."""
-        return cuba_lif_initial_state(
+    @property
+    def adaptive(self) -> bool:
+        """Whether the neurons adapt (then the state is an ``AdaptiveLIFState``)."""
+        return self.config.adaptation > 0
+
+    def init_state(self, batch_size: int) -> CubaLIFState | AdaptiveLIFState:
+        """All neurons at rest for a batch (no adaptation yet)."""
+        state = cuba_lif_initial_state(
             batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
         )
+        return AdaptiveLIFState(*state, a=torch.zeros_like(state.z)) if self.adaptive else state
 
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:

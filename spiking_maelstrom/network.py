@@ -45,7 +45,7 @@ class NetworkConfig:
     features: Annotated[
         tuple[str, ...],
         f"maelstrom state the readout reads, of {', '.join(FEATURES)}: spikes filtered with trace_tau, synaptic "
-        "currents, membranes (NIR export reads trace and current)",
+        "currents, membranes, adaptive thresholds (NIR export reads trace and current)",
     ] = ("trace", "current")
     trace_tau: Annotated[
         float, "time constant of the spike trace the readout reads, in seconds (scaled to the data set's step)"
@@ -62,6 +62,8 @@ class NetworkConfig:
         bad = [f for f in self.features if f not in FEATURES]
         if bad or not self.features:
             raise ValueError(f"features must be a non-empty subset of {FEATURES}, got {self.features}")
+        if "adaptation" in self.features and not self.maelstrom.adaptation:
+            raise ValueError("the adaptation feature needs an adaptive maelstrom: set maelstrom.adaptation > 0")
         if self.feedback is None:
             self.feedback = self.readout != "ridge"
         if self.readout == "ridge" and self.feedback:
@@ -255,6 +257,7 @@ def network_config_for(task: Any, maelstrom: dict[str, Any] | None = None, **net
         "dt": task.dt,
         "tau_mem": tuple(scale * t for t in base.tau_mem),
         "tau_syn": tuple(scale * t for t in base.tau_syn),
+        "tau_adapt": tuple(scale * t for t in base.tau_adapt),
         **(maelstrom or {}),
     }
     fields = {

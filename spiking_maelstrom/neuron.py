@@ -18,6 +18,14 @@ integrates that current, spikes and resets. With ``beta = 1 - dt/tau_mem`` and
 
 (Norse stores the current already decayed for the next step; the spikes are the same.) An input
 reaches the membrane in the same step; a spike reaches its targets' membranes one step later.
+
+With spike-frequency adaptation (the ALIF of LSNNs, Bellec et al. 2018) each neuron's threshold
+rises by ``strength`` per spike and relaxes back with ``tau_adapt`` (``rho = 1 - dt/tau_adapt``)::
+
+    z   = v' > v_threshold + strength * a
+    a   = rho * a + z
+
+so ``a`` counts the recent spikes: a slow state that outlasts the membrane by far.
 """
 
 from __future__ import annotations
@@ -34,6 +42,15 @@ class CubaLIFState(NamedTuple):
     v: Tensor
     i: Tensor
     z: Tensor
+
+
+class AdaptiveLIFState(NamedTuple):
+    """State of an adaptive population: ``CubaLIFState``'s fields and the adaptation ``a``."""
+
+    v: Tensor
+    i: Tensor
+    z: Tensor
+    a: Tensor
 
 
 def cuba_lif_initial_state(
@@ -73,6 +90,25 @@ def cuba_lif_step(
     else:
         v = torch.where(z.bool(), v_reset, v)
     return CubaLIFState(v=v, i=i, z=z)
+
+
+def adaptive_lif_step(
+    input_current: Tensor,
+    state: AdaptiveLIFState,
+    beta: Tensor,
+    alpha: Tensor,
+    rho: Tensor,
+    strength: float,
+    v_threshold: float,
+    v_reset: Tensor | float,
+    v_leak: Tensor | float,
+) -> AdaptiveLIFState:
+    """Advance an adaptive CubaLIF population by one step (the module docstring's ALIF update)."""
+    threshold = torch.mul(state.a, strength).add_(v_threshold)
+    cell = cuba_lif_step(
+        input_current, CubaLIFState(state.v, state.i, state.z), beta, alpha, threshold, v_reset, v_leak
+    )
+    return AdaptiveLIFState(*cell, a=torch.mul(rho, state.a).add_(cell.z))
 
 
 def euler_decay(tau: Tensor, dt: float) -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor
 from .neuron import CubaLIFState
 from .readouts import AffineReadout
 
-FEATURES = ("trace", "current", "voltage")
+FEATURES = ("trace", "current", "voltage", "adaptation")
 
 
 @dataclass
@@ -20,9 +20,10 @@ class Probe:
     """The readout's per-step features, written by ``Maelstrom.run`` as the steps go.
 
     ``names`` (from ``FEATURES``) lie side by side in ``out [B, T, len(names) N]``: the spike
-    ``trace`` (filtered as ``trace <- decay trace + z``), the synaptic ``current`` and the
-    membrane ``voltage`` after the step. ``run`` writes its steps at ``out[:, t:]``, then moves
-    ``t`` on and replaces ``trace`` with the new one, so one probe follows a window run in parts.
+    ``trace`` (filtered as ``trace <- decay trace + z``), the synaptic ``current``, the
+    membrane ``voltage`` and, in an adaptive maelstrom, the ``adaptation``, after the step.
+    ``run`` writes its steps at ``out[:, t:]``, then moves ``t`` on and replaces ``trace`` with the
+    new one, so one probe follows a window run in parts.
     """
 
     names: tuple[str, ...]
@@ -43,7 +44,7 @@ class Probe:
     def write(self, state: CubaLIFState) -> None:
         """Take one step's state: update the trace and write the features at step ``t``."""
         self.trace = torch.mul(self.trace, self.decay).add_(state.z)
-        parts = {"trace": self.trace, "current": state.i, "voltage": state.v}
+        parts = {"trace": self.trace, "current": state.i, "voltage": state.v, "adaptation": getattr(state, "a", None)}
         for slot, name in zip(self.out[:, self.t].split(self.trace.shape[-1], dim=-1), self.names, strict=True):
             slot.copy_(parts[name])
         self.t += 1

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from torch import Tensor
 
-from ..neuron import CubaLIFState, cuba_lif_step
+from ..neuron import CubaLIFState, adaptive_lif_step, cuba_lif_step
 from ..probe import Feedback, Probe, step_through
 from . import triton_cell
 
@@ -58,10 +58,15 @@ class Backend:
 
 def neuron_step(m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
     """The CubaLIF update on the total input ``current``: one Triton kernel on CUDA where Triton is
-    importable (the same bits), else ``neuron.cuba_lif_step``."""
+    importable (the same bits), else ``neuron.cuba_lif_step``; ``neuron.adaptive_lif_step`` for an
+    adaptive maelstrom."""
+    c = m.config
+    if m.adaptive:
+        return adaptive_lif_step(
+            current, state, m.beta, m.alpha, m.rho, c.adaptation, c.v_threshold, c.v_reset, c.v_leak
+        )
     if current.is_cuda and triton_cell.available():
         return triton_cell.cuba_lif_step(current, state, m.beta, m.alpha, m.potentials)
-    c = m.config
     return cuba_lif_step(current, state, m.beta, m.alpha, c.v_threshold, c.v_reset, c.v_leak)
 
 

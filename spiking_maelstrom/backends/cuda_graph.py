@@ -113,4 +113,4 @@ class ChunkGraph:
         self.graph.replay()
         if spikes is not None:
             spikes.copy_(self.spikes)
-        return CubaLIFState(*(s.clone() for s in self.state))
+        return type(self.state)(*(s.clone() for s in self.state))

@@ -10,6 +10,7 @@ from typing import Any, get_type_hints
 from ..settings import Setting
 from .events import EventFormatError
 from .nmnist import nmnist_task
+from .pairs import nmnist_pairs_task, shd_pairs_task
 from .shd import shd_task
 from .synthetic import Randman, SpikeTensorDataset, memory_task, randman_task
 from .task import Task, validation_split
@@ -19,6 +20,8 @@ TASK_BUILDERS: dict[str, Callable[..., Task]] = {
     "randman-memory": memory_task,
     "nmnist": nmnist_task,
     "shd": shd_task,
+    "shd-pairs": shd_pairs_task,
+    "nmnist-pairs": nmnist_pairs_task,
 }
 TASKS = tuple(TASK_BUILDERS)
 SYNTHETIC = ("randman", "randman-memory")

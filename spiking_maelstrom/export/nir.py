@@ -111,6 +111,8 @@ def to_nir(
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
     m = network.maelstrom
+    if m.adaptive:
+        raise ValueError("an adaptive maelstrom (adaptation > 0) has no NIR node: NIR 1.0 has no adaptive threshold")
     cfg, dt = m.config, m.dt
     w_enc, b_enc, left_out = encoder_affine(network, drop_feedback)
     n, d = w_enc.shape

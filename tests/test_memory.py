@@ -1,0 +1,131 @@
+"""What gives a maelstrom memory: spike-frequency adaptation, and the real-data pair tasks that need it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from spiking_maelstrom import Maelstrom, MaelstromConfig, Probe, build_network, load_task, network_config_for
+from spiking_maelstrom.backends import fused_cpu
+from spiking_maelstrom.cli import main
+from spiking_maelstrom.data.pairs import RecordingPairs, pair_mask
+from spiking_maelstrom.export import to_nir
+from spiking_maelstrom.neuron import AdaptiveLIFState, CubaLIFState, adaptive_lif_step, cuba_lif_step
+
+from .conftest import SHARED_DATA
+
+
+def test_adaptation_raises_the_threshold_per_spike_and_relaxes():
+    state = AdaptiveLIFState(*(torch.zeros(1, 2) for _ in range(4)))
+    beta, alpha, rho = torch.full((2,), 0.5), torch.zeros(2), torch.tensor([0.9, 0.5])
+    drive = torch.tensor([[3.0, 3.0]])  # v' = 1.5 > 1: both spike at rest
+    state = adaptive_lif_step(drive, state, beta, alpha, rho, 0.6, 1.0, 0.0, 0.0)
+    assert state.z.tolist() == [[1.0, 1.0]] and state.a.tolist() == [[1.0, 1.0]]
+    state = adaptive_lif_step(drive, state, beta, alpha, rho, 0.6, 1.0, 0.0, 0.0)  # threshold 1.6 > 1.5
+    assert state.z.tolist() == [[0.0, 0.0]]
+    assert torch.allclose(state.a, torch.tensor([[0.9, 0.5]]))
+    plain = cuba_lif_step(drive, CubaLIFState(*state[:3]), beta, alpha, 1.0, 0.0, 0.0)
+    assert plain.z.tolist() == [[1.0, 1.0]]  # without adaptation the same input fires
+
+
+def test_an_adaptive_maelstrom_fires_less_and_every_cpu_backend_agrees():
+    currents = 1.5 * torch.rand(3, 80, 150, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plain = Maelstrom(MaelstromConfig(n_neurons=150, seed=2), dtype=torch.float64).run(currents)[0]
+    config = MaelstromConfig(n_neurons=150, seed=2, adaptation=0.3, tau_adapt=(0.05, 0.2))
+    spikes = {
+        b: Maelstrom(config, dtype=torch.float64, backend=b).run(currents)[0]
+        for b in ("dense", "event", "sparse", "auto")
+    }
+    assert 0 < spikes["dense"].sum() < 0.8 * plain.sum()
+    assert all(torch.equal(spikes["dense"], s) for s in spikes.values())
+    m = Maelstrom(config)
+    assert m.tau_adapt.min() >= 0.05 and m.tau_adapt.max() <= 0.2 and m.tau_adapt.std() > 0
+    same = Maelstrom(MaelstromConfig(n_neurons=150, seed=2, adaptation=0.3, tau_adapt=(0.05, 0.2)))
+    assert torch.equal(m.weight, same.weight) and torch.equal(m.tau_adapt, same.tau_adapt)
+    unadapted = Maelstrom(MaelstromConfig(n_neurons=150, seed=2))
+    assert torch.equal(m.weight, unadapted.weight) and torch.equal(m.tau_mem, unadapted.tau_mem)
+    if fused_cpu.available():
+        with pytest.raises(ValueError, match="no adaptation in its kernel"):
+            Maelstrom(config, backend="fused").run(currents.float())
+
+
+def test_the_readout_can_read_the_adaptation_and_it_runs_on_in_parts():
+    config = MaelstromConfig(n_neurons=60, seed=3, adaptation=0.2)
+    m = Maelstrom(config)
+    currents = 2 * torch.rand(2, 30, 60, generator=torch.Generator().manual_seed(0))
+    probe = Probe(("trace", "adaptation"), torch.empty(2, 30, 120), torch.zeros(2, 60), 0.9)
+    whole, state = m.run(currents, probe=probe)
+    assert isinstance(state, AdaptiveLIFState) and torch.equal(probe.out[:, -1, 60:], state.a)
+    first, mid = m.run(currents[:, :12])
+    rest, _ = m.run(currents[:, 12:], mid)
+    assert torch.equal(torch.cat([first, rest], 1), whole)
+    with pytest.raises(ValueError, match="adaptation feature needs an adaptive maelstrom"):
+        network_config_for(load_task("randman-memory", train_per_class=1, test_per_class=1), features=("adaptation",))
+
+
+def test_an_adaptive_maelstrom_is_refused_by_the_exports():
+    task = load_task("randman-memory", train_per_class=1, test_per_class=1)
+    net = build_network(network_config_for(task, maelstrom=dict(n_neurons=30, adaptation=0.1), readout="ridge"))
+    with pytest.raises(ValueError, match="no NIR node"):
+        to_nir(net)
+
+
+class _Recordings(Dataset):
+    """Recordings whose frames say which they are: sample i is all i, of ``steps`` x 2."""
+
+    def __init__(self, labels, speakers, steps=3):
+        self.labels, self.steps = np.asarray(labels), steps
+        self.groups = {"speaker": np.asarray(speakers)}
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.full((self.steps, 2), float(i)), int(self.labels[i])
+
+
+def test_pairs_are_first_gap_second_of_another_class_and_one_speaker():
+    recordings = _Recordings(labels=[0, 1, 2, 0, 1, 2], speakers=[0, 0, 0, 1, 1, 1])
+    pairs = RecordingPairs(recordings, gap_steps=2, target="first", pairs_per_recording=3, seed=1)
+    assert len(pairs) == 18
+    for k in range(len(pairs)):
+        frames, label = pairs[k]
+        i, j = int(frames[0, 0]), int(frames[-1, 0])
+        assert frames.shape == (8, 2) and torch.all(frames[3:5] == 0) and torch.all(frames[5:] == j)
+        assert label == recordings.labels[i] != recordings.labels[j]
+        assert recordings.groups["speaker"][i] == recordings.groups["speaker"][j] == pairs.groups["speaker"][k]
+    ordered = RecordingPairs(recordings, gap_steps=0, target="pair", seed=1)
+    assert [ordered[k][1] for k in range(6)] == [
+        3 * recordings.labels[i] + recordings.labels[j] for i, j in zip(ordered.first, ordered.second, strict=True)
+    ]
+    again = RecordingPairs(recordings, gap_steps=2, target="first", pairs_per_recording=3, seed=1)
+    assert np.array_equal(again.second, pairs.second)
+    assert pair_mask(3, 2).tolist() == [False] * 5 + [True] * 3
+    with pytest.raises(ValueError, match="unknown pair target 'last'"):
+        RecordingPairs(recordings, 1, target="last")
+    with pytest.raises(ValueError, match="no partner of another class"):
+        RecordingPairs(_Recordings([0, 0, 1], [0, 0, 1]), 1)
+
+
+FSDD = SHARED_DATA / "fsdd-shd"
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd-shd is absent")
+def test_shd_pairs_keeps_the_splits_and_speakers_apart_and_trains_from_the_cli(tmp_path):
+    task = load_task("shd-pairs", FSDD, cache_dir=tmp_path / "cache")
+    single = load_task("shd", FSDD, dt_ms=20.0, n_steps=40, cache_dir=tmp_path / "cache")
+    assert (len(task.train), len(task.test), task.n_classes) == (len(single.train), len(single.test), 10)
+    assert task.mask.numel() == 85 and int(task.mask.sum()) == 40
+    frames, label = task.test[7]
+    first, second = task.test.first[7], task.test.second[7]
+    assert torch.equal(frames[:40], single.test[first][0]) and torch.equal(frames[45:], single.test[second][0])
+    assert label == single.test[first][1] != single.test[second][1]
+    speakers = single.test.groups["speaker"]
+    assert np.array_equal(speakers[task.test.first], speakers[task.test.second])
+    out = tmp_path / "run"
+    args = ["--dataset", "shd-pairs", "--data-dir", str(FSDD), "--task.cache_dir", str(tmp_path / "cache")]
+    args += ["--neurons", "60", "--epochs", "1", "--train.encoder_rule", "frozen", "--network.readout", "ridge"]
+    main(["train", *args, "--network.maelstrom.adaptation", "0.2", "--out", str(out), "--quiet"])
+    assert (out / "metrics.json").is_file() and "adaptation = 0.2" in (out / "config.toml").read_text()
