@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .backends import Backend, make_backend
 from .connectivity import draw_connectivity
 from .device import resolve_device
-from .neuron import AdaptiveLIFState, CubaLIFState, cuba_lif_initial_state, euler_decay
+from .neuron import CubaLIFState, MaelstromState, cuba_lif_initial_state, euler_decay
 from .probe import Feedback, Probe
 
 DEFAULT_PROBABILITIES = {
@@ -69,6 +69,9 @@ class MaelstromConfig:
     tau_adapt: Annotated[
         tuple[float, float], "adaptation time constant range in seconds (as tau_mem); used when adaptation > 0"
     ] = (0.1, 0.5)
+    max_delay: Annotated[
+        int, "recurrent synaptic delays drawn uniformly from 1..max_delay steps per synapse (1: every spike one step)"
+    ] = 1
     recurrent: Annotated[bool, "the recurrent weights on (off: the ablation without recurrence)"] = True
     seed: Annotated[int, "seed of the connectivity and time constants"] = 0
 
@@ -79,8 +82,8 @@ class MaelstromConfig:
             raise ValueError(f"excitatory_fraction must be in [0, 1], got {self.excitatory_fraction}")
         if not self.dt > 0 or not self.spectral_radius >= 0:
             raise ValueError(f"dt must be > 0 and spectral_radius >= 0, got {self.dt} and {self.spectral_radius}")
-        if not self.adaptation >= 0:
-            raise ValueError(f"adaptation must be >= 0, got {self.adaptation}")
+        if not self.adaptation >= 0 or self.max_delay < 1:
+            raise ValueError(f"adaptation must be >= 0 and max_delay >= 1, got {self.adaptation} and {self.max_delay}")
         self.probabilities()
 
     def probabilities(self) -> dict[str, float]:
@@ -117,13 +120,15 @@ def _log_uniform(low: float, high: float, n: int, generator: torch.Generator) ->
 class MaelstromParameters(NamedTuple):
     """The frozen parameters: recurrent ``weight [post, pre]`` (in units of the threshold per spike),
     the ``excitatory`` mask of presynaptic neurons, and per-neuron ``tau_mem``, ``tau_syn`` and, for
-    an adaptive maelstrom, ``tau_adapt`` (s)."""
+    an adaptive maelstrom, ``tau_adapt`` (s); with delays, each synapse's ``delay [post, pre]`` in
+    steps (0 where there is no synapse)."""
 
     weight: Tensor
     excitatory: Tensor
     tau_mem: Tensor
     tau_syn: Tensor
     tau_adapt: Tensor | None = None
+    delay: Tensor | None = None
 
 
 def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
@@ -144,7 +149,11 @@ def draw_parameters(config: MaelstromConfig) -> MaelstromParameters:
     tau_mem = _log_uniform(*config.tau_mem, config.n_neurons, generator)
     tau_syn = _log_uniform(*config.tau_syn, config.n_neurons, generator)
     tau_adapt = _log_uniform(*config.tau_adapt, config.n_neurons, generator) if config.adaptation else None
-    return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn, tau_adapt)
+    delay = None
+    if config.max_delay > 1:
+        drawn = torch.randint(1, config.max_delay + 1, conn.weight.shape, generator=generator, dtype=torch.int16)
+        delay = torch.where(conn.weight != 0, drawn, torch.zeros_like(drawn))
+    return MaelstromParameters(conn.weight, conn.excitatory, tau_mem, tau_syn, tau_adapt, delay)
 
 
 def run_input(currents: Tensor, n_neurons: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -183,6 +192,8 @@ class Maelstrom(nn.Module):
         shapes = {"weight": (n, n), "excitatory": (n,), "tau_mem": (n,), "tau_syn": (n,)}
         if config.adaptation:
             shapes["tau_adapt"] = (n,)
+        if config.max_delay > 1:
+            shapes["delay"] = (n, n)
         for name, shape in shapes.items():
             if getattr(parameters, name) is None:
                 raise ValueError(f"maelstrom parameter {name} is missing: adaptation={config.adaptation} needs it")
@@ -207,6 +218,18 @@ class Maelstrom(nn.Module):
             tau_adapt = parameters.tau_adapt.to(**as_buffer)
             self.register_buffer("tau_adapt", tau_adapt)
             self.register_buffer("rho", euler_decay(tau_adapt.double(), config.dt).to(**as_buffer))
+        if config.max_delay > 1:
+            delay = parameters.delay.to(device=device, dtype=torch.int16)
+            if (
+                int(delay.min()) < 0
+                or int(delay.max()) > config.max_delay
+                or bool(((delay == 0) != (self.weight == 0)).any())
+            ):
+                raise ValueError(f"maelstrom delays must be 1..{config.max_delay} steps exactly where W has a synapse")
+            self.register_buffer("delay", delay)
+            # [D N, N]: block d is W^T of the synapses of delay d + 1, which the spikes of d steps before the last reach
+            blocks = [torch.where(delay == d, self.weight, 0.0).T for d in range(1, config.max_delay + 1)]
+            self.register_buffer("delayed_weight_t", torch.cat(blocks), persistent=False)
         potentials = torch.tensor([config.v_threshold, config.v_reset, config.v_leak], dtype=torch.float64)
         self.register_buffer("potentials", potentials.to(**as_buffer), persistent=False)  # for the fused step
 
@@ -237,20 +260,30 @@ class Maelstrom(nn.Module):
         c = self.config
         return (
             f"n_neurons={c.n_neurons}, topology={c.topology}, spectral_radius={c.spectral_radius}, "
-            f"recurrent={c.recurrent}, adaptation={c.adaptation}, seed={c.seed}"
+            f"recurrent={c.recurrent}, adaptation={c.adaptation}, max_delay={c.max_delay}, seed={c.seed}"
         )
 
     @property
     def adaptive(self) -> bool:
-        """Whether the neurons adapt (then the state is an ``AdaptiveLIFState``)."""
+        """Whether the neurons adapt."""
         return self.config.adaptation > 0
 
-    def init_state(self, batch_size: int) -> CubaLIFState | AdaptiveLIFState:
-        """All neurons at rest for a batch (no adaptation yet)."""
+    @property
+    def delayed(self) -> bool:
+        """Whether recurrent synapses delay spikes by more than one step."""
+        return self.config.max_delay > 1
+
+    def init_state(self, batch_size: int) -> CubaLIFState | MaelstromState:
+        """All neurons at rest for a batch (no adaptation, no spikes in flight); a ``MaelstromState``
+        when the neurons adapt or the synapses delay."""
         state = cuba_lif_initial_state(
             batch_size, self.n_neurons, self.config.v_leak, self.weight.device, self.weight.dtype
         )
-        return AdaptiveLIFState(*state, a=torch.zeros_like(state.z)) if self.adaptive else state
+        if not (self.adaptive or self.delayed):
+            return state
+        a = state.z.new_zeros(batch_size, self.n_neurons if self.adaptive else 0)
+        history = state.z.new_zeros(batch_size, (self.config.max_delay - 1) * self.n_neurons)
+        return MaelstromState(*state, a=a, history=history)
 
     @torch.no_grad()
     def step(self, current: Tensor, state: CubaLIFState) -> CubaLIFState:

@@ -53,6 +53,19 @@ class AdaptiveLIFState(NamedTuple):
     a: Tensor
 
 
+class MaelstromState(NamedTuple):
+    """State of a maelstrom whose neurons adapt or whose synapses delay: ``CubaLIFState``'s fields,
+    the adaptation ``a`` (``[B, 0]`` when the neurons do not adapt) and the spikes of the steps
+    before the last that delayed synapses still carry, newest first (``history [B, (D - 1) N]``
+    for delays of up to D steps, ``[B, 0]`` without delays)."""
+
+    v: Tensor
+    i: Tensor
+    z: Tensor
+    a: Tensor
+    history: Tensor
+
+
 def cuba_lif_initial_state(
     batch_size: int, n: int, v_leak: Tensor | float, device: torch.device, dtype: torch.dtype
 ) -> CubaLIFState:

@@ -12,7 +12,8 @@ from spiking_maelstrom.backends import fused_cpu
 from spiking_maelstrom.cli import main
 from spiking_maelstrom.data.pairs import RecordingPairs, pair_mask
 from spiking_maelstrom.export import to_nir
-from spiking_maelstrom.neuron import AdaptiveLIFState, CubaLIFState, adaptive_lif_step, cuba_lif_step
+from spiking_maelstrom.maelstrom import MaelstromParameters
+from spiking_maelstrom.neuron import AdaptiveLIFState, CubaLIFState, MaelstromState, adaptive_lif_step, cuba_lif_step
 
 from .conftest import SHARED_DATA
 
@@ -47,7 +48,7 @@ def test_an_adaptive_maelstrom_fires_less_and_every_cpu_backend_agrees():
     unadapted = Maelstrom(MaelstromConfig(n_neurons=150, seed=2))
     assert torch.equal(m.weight, unadapted.weight) and torch.equal(m.tau_mem, unadapted.tau_mem)
     if fused_cpu.available():
-        with pytest.raises(ValueError, match="no adaptation in its kernel"):
+        with pytest.raises(ValueError, match="no adaptation or delays in its kernel"):
             Maelstrom(config, backend="fused").run(currents.float())
 
 
@@ -57,7 +58,7 @@ def test_the_readout_can_read_the_adaptation_and_it_runs_on_in_parts():
     currents = 2 * torch.rand(2, 30, 60, generator=torch.Generator().manual_seed(0))
     probe = Probe(("trace", "adaptation"), torch.empty(2, 30, 120), torch.zeros(2, 60), 0.9)
     whole, state = m.run(currents, probe=probe)
-    assert isinstance(state, AdaptiveLIFState) and torch.equal(probe.out[:, -1, 60:], state.a)
+    assert isinstance(state, MaelstromState) and torch.equal(probe.out[:, -1, 60:], state.a)
     first, mid = m.run(currents[:, :12])
     rest, _ = m.run(currents[:, 12:], mid)
     assert torch.equal(torch.cat([first, rest], 1), whole)
@@ -65,10 +66,50 @@ def test_the_readout_can_read_the_adaptation_and_it_runs_on_in_parts():
         network_config_for(load_task("randman-memory", train_per_class=1, test_per_class=1), features=("adaptation",))
 
 
-def test_an_adaptive_maelstrom_is_refused_by_the_exports():
+@pytest.mark.parametrize("delay", [1, 3])
+def test_a_spike_reaches_its_target_after_its_synapses_delay(delay):
+    weight = torch.tensor([[0.0, 0.0], [4.0, 0.0]], dtype=torch.float64)  # neuron 0 excites neuron 1
+    config = MaelstromConfig(n_neurons=2, max_delay=4, spectral_radius=0.0)
+    parameters = MaelstromParameters(
+        weight,
+        torch.tensor([True, True]),
+        torch.full((2,), 0.01),
+        torch.full((2,), 0.0011),
+        None,
+        (weight != 0).to(torch.int16) * delay,
+    )
+    m = Maelstrom(config, dtype=torch.float64, parameters=parameters)
+    currents = torch.zeros(1, 8, 2, dtype=torch.float64)
+    currents[0, 0, 0] = 50.0  # neuron 0 spikes at step 0 only
+    probe = Probe(("current",), torch.empty(1, 8, 2, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64), 0.5)
+    spikes, _ = m.run(currents, probe=probe)
+    assert spikes[0, :, 0].tolist() == [1.0] + [0.0] * 7
+    arrived = probe.out[0, :, 1]
+    assert torch.all(arrived[:delay] == 0) and arrived[delay] == 4.0
+
+
+def test_delays_run_in_parts_alike_on_every_cpu_backend_and_only_delay():
+    currents = 1.2 * torch.rand(2, 50, 120, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    config = MaelstromConfig(n_neurons=120, seed=1, max_delay=5, adaptation=0.1)
+    whole = {b: Maelstrom(config, dtype=torch.float64, backend=b).run(currents)[0] for b in ("dense", "event", "auto")}
+    assert all(torch.equal(whole["dense"], s) for s in whole.values())
+    m = Maelstrom(config, dtype=torch.float64)
+    first, mid = m.run(currents[:, :17])
+    rest, _ = m.run(currents[:, 17:], mid)
+    assert torch.equal(torch.cat([first, rest], 1), whole["dense"])
+    delays = m.delay[m.weight != 0]
+    assert delays.min() == 1 and delays.max() == 5 and torch.all(m.delay[m.weight == 0] == 0)
+    plain = Maelstrom(MaelstromConfig(n_neurons=120, seed=1), dtype=torch.float64)
+    assert torch.equal(plain.weight, m.weight)  # the delays are drawn after everything else
+    undelayed = Maelstrom(MaelstromConfig(n_neurons=120, seed=1, adaptation=0.1), dtype=torch.float64).run(currents)[0]
+    assert not torch.equal(undelayed, whole["dense"])
+
+
+@pytest.mark.parametrize("mechanism", [{"adaptation": 0.1}, {"max_delay": 3}])
+def test_an_adaptive_or_delayed_maelstrom_is_refused_by_the_exports(mechanism):
     task = load_task("randman-memory", train_per_class=1, test_per_class=1)
-    net = build_network(network_config_for(task, maelstrom=dict(n_neurons=30, adaptation=0.1), readout="ridge"))
-    with pytest.raises(ValueError, match="no NIR node"):
+    net = build_network(network_config_for(task, maelstrom=dict(n_neurons=30, **mechanism), readout="ridge"))
+    with pytest.raises(ValueError, match="no NIR node|no Delay nodes"):
         to_nir(net)
 
 

@@ -1,5 +1,6 @@
 """The auto backend, the default: on the CPU the fused kernel (the event product where numba is
-missing or the neurons adapt: the same spikes, slower), and the sparse product while more neurons spike than
+missing or the neurons adapt or the synapses delay: the same spikes, slower), and the sparse
+product while more neurons spike than
 ``fused_cpu.max_rate`` (chosen at each step, and every ``RECHOOSE_STEPS`` steps in ``run``; the
 CSR product sums in the same order, so the bits do not depend on the choice); on CUDA, the graph
 backend (graphs in ``run``, dense steps in ``step`` and in runs with a probe)."""
@@ -42,7 +43,7 @@ class Auto(Backend):
         busy = z is not None and m.config.recurrent and float(z.mean()) > fused_cpu.max_rate(m.weight)
         if busy:
             return self.sparse
-        return self.fused if fused_cpu.available() and not m.adaptive else self.event
+        return self.fused if fused_cpu.available() and not (m.adaptive or m.delayed) else self.event
 
     def step(self, m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
         backend = self.choose(m, state.z)

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
+import torch
 from torch import Tensor
 
-from ..neuron import CubaLIFState, adaptive_lif_step, cuba_lif_step
+from ..neuron import AdaptiveLIFState, CubaLIFState, MaelstromState, adaptive_lif_step, cuba_lif_step
 from ..probe import Feedback, Probe, step_through
 from . import triton_cell
 
@@ -35,6 +36,8 @@ class Backend:
 
     def step(self, m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
         """One step from ``state`` on the input ``current [B, N]`` (checked and cast by the maelstrom)."""
+        if isinstance(state, MaelstromState):
+            return extended_step(self, m, current, state)
         if m.config.recurrent:
             current = self.recurrent(m, current, state.z)
         return neuron_step(m, current, state)
@@ -56,15 +59,29 @@ class Backend:
         """Drop what was derived from the maelstrom's buffers (they are being moved or cast)."""
 
 
+def extended_step(backend: Backend, m: Maelstrom, current: Tensor, state: MaelstromState) -> MaelstromState:
+    """One step of a maelstrom whose neurons adapt or whose synapses delay: with delays, the
+    recurrent input is one product of the spikes in flight ``[B, D N]`` with the stacked W^T of
+    each delay (``Maelstrom.delayed_weight_t``), else ``backend``'s product of the last spikes."""
+    c = m.config
+    if c.recurrent and m.delayed:
+        current = torch.addmm(current, torch.cat([state.z, state.history], 1), m.delayed_weight_t)
+    elif c.recurrent:
+        current = backend.recurrent(m, current, state.z)
+    history = torch.cat([state.z, state.history[:, : -m.n_neurons]], 1) if m.delayed else state.history
+    if not m.adaptive:
+        cell = neuron_step(m, current, CubaLIFState(*state[:3]))
+        return MaelstromState(*cell, a=state.a, history=history)
+    cell = adaptive_lif_step(
+        current, AdaptiveLIFState(*state[:4]), m.beta, m.alpha, m.rho, c.adaptation, c.v_threshold, c.v_reset, c.v_leak
+    )
+    return MaelstromState(*cell, history=history)
+
+
 def neuron_step(m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
     """The CubaLIF update on the total input ``current``: one Triton kernel on CUDA where Triton is
-    importable (the same bits), else ``neuron.cuba_lif_step``; ``neuron.adaptive_lif_step`` for an
-    adaptive maelstrom."""
+    importable (the same bits), else ``neuron.cuba_lif_step``."""
     c = m.config
-    if m.adaptive:
-        return adaptive_lif_step(
-            current, state, m.beta, m.alpha, m.rho, c.adaptation, c.v_threshold, c.v_reset, c.v_leak
-        )
     if current.is_cuda and triton_cell.available():
         return triton_cell.cuba_lif_step(current, state, m.beta, m.alpha, m.potentials)
     return cuba_lif_step(current, state, m.beta, m.alpha, c.v_threshold, c.v_reset, c.v_leak)

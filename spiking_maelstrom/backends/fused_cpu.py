@@ -129,8 +129,8 @@ class Fused(Backend):
             raise ValueError("backend 'fused' is the CPU kernel; on CUDA use 'auto' or 'graph'")
         if not available():
             raise ValueError("backend 'fused' needs numba (pip install numba); 'event' gives the same spikes")
-        if m.adaptive:
-            raise ValueError("backend 'fused' has no adaptation in its kernel: use 'auto', 'event' or 'sparse'")
+        if m.adaptive or m.delayed:
+            raise ValueError("backend 'fused' has no adaptation or delays in its kernel: use 'auto' or 'event'")
         if feedback is not None and feedback.readout.head is not None:
             return super().run(m, currents, state, spikes, probe, feedback)  # a kernel call per step
         gain = self._derived.get("gain", m.beta, lambda: 1.0 - m.beta)

@@ -113,6 +113,8 @@ def to_nir(
     m = network.maelstrom
     if m.adaptive:
         raise ValueError("an adaptive maelstrom (adaptation > 0) has no NIR node: NIR 1.0 has no adaptive threshold")
+    if m.delayed:
+        raise ValueError("the NIR export writes no Delay nodes yet: export a maelstrom with max_delay = 1")
     cfg, dt = m.config, m.dt
     w_enc, b_enc, left_out = encoder_affine(network, drop_feedback)
     n, d = w_enc.shape

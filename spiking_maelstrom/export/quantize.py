@@ -182,6 +182,8 @@ def check_limits(
         problems.append("recurrent connections are not supported")
     if network.maelstrom.adaptive:
         problems.append("adaptive thresholds (maelstrom.adaptation > 0) are not in this project's chip mapping")
+    if network.maelstrom.delayed:
+        problems.append("synaptic delays (maelstrom.max_delay > 1) are not in this project's chip mapping")
     fan_in = int(((w_in != 0).sum(1) + ((w != 0).sum(1) if recurrent else 0)).max())
     if "fan_in" in lim and fan_in > lim["fan_in"]:
         problems.append(f"fan-in {fan_in} synapses into one neuron > {lim['fan_in']}")
