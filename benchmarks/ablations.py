@@ -12,12 +12,14 @@ Test accuracy always; with ``--cv`` each run's K-fold cross-validation too (the 
 ``[cv]``, or 5 folds). It prints a Markdown table (with what the maelstrom adds: full minus the
 better ablation) and writes it, with the numbers, to ``OUT/ablations.{md,json}``. A finished run
 (its ``metrics.json`` there) is read back, not trained again, so an interrupted sweep resumes.
+``--train-args "..."`` adds settings to every run (e.g. ``"--neurons 200"`` for a quick look).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -35,7 +37,7 @@ DATA = {"nmnist": "nmnist-small", "nmnist-pairs": "nmnist-small", "shd": "fsdd-s
 RECIPES = sorted(p.stem for p in Path(recipe_path("nmnist-local")).parent.glob("*.toml"))
 
 
-def train(recipe: str, variant: str, data: Path, out: Path, cv: bool) -> dict:
+def train(recipe: str, variant: str, data: Path, out: Path, cv: bool, extra: list[str]) -> dict:
     """The metrics of ``recipe`` trained as ``variant`` (read back when the run is already there)."""
     run = out / f"{recipe}--{variant}"
     if (run / "metrics.json").is_file():
@@ -46,7 +48,7 @@ def train(recipe: str, variant: str, data: Path, out: Path, cv: bool) -> dict:
     command += ["--data-dir", str(data / DATA[task]), "--cv.folds", str(folds), "--quiet", "--force"]
     if not folds:
         command += ["--cv.group_by", "none"]
-    subprocess.run(command + VARIANTS[variant], check=True)
+    subprocess.run(command + extra + VARIANTS[variant], check=True, stdout=sys.stderr)
     return json.loads((run / "metrics.json").read_text())
 
 
@@ -81,8 +83,10 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES, metavar="RECIPE")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--cv", action="store_true", help="cross-validate each run too (K more trainings)")
+    parser.add_argument("--train-args", default="", help="settings added to every 'maelstrom train' run")
     args = parser.parse_args()
-    results = {r: {v: train(r, v, args.data, args.out, args.cv) for v in args.variants} for r in args.recipes}
+    extra = shlex.split(args.train_args)
+    results = {r: {v: train(r, v, args.data, args.out, args.cv, extra) for v in args.variants} for r in args.recipes}
     text = table(results, args.cv)
     print(text, end="")
     with atomic_write(args.out / "ablations.md") as tmp:

@@ -84,3 +84,19 @@ def test_tensor_peak_counts_new_tensors_until_they_are_freed(monkeypatch):
     assert peak.live == 8_080
     del b, view
     assert peak.live == 80 and c.numel() == 10 and d.shape == (10, 1)
+
+
+@pytest.mark.skipif(not FSDD.is_dir(), reason="../shared/data/fsdd-shd is absent")
+def test_the_ablation_benchmark_trains_each_variant_and_reads_finished_runs_back(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "ablations.py"), "--data", str(SHARED_DATA), "--out", str(tmp_path)]
+    command += ["--recipes", "hardware-fsdd", "--train-args", f"--neurons 30 --task.cache_dir {tmp_path / 'cache'}"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    runs = json.loads((tmp_path / "ablations.json").read_text())["hardware-fsdd"]
+    assert set(runs) == {"full", "no-recurrence", "input-only"}
+    assert runs["full"]["recurrent"] and not runs["no-recurrence"]["recurrent"]
+    row = next(line for line in first.stdout.splitlines() if line.startswith("| hardware-fsdd"))
+    assert f"{100 * runs['input-only']['test_accuracy']:.1f}" in row
+    assert (tmp_path / "ablations.md").read_text() == first.stdout
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert again.stdout == first.stdout and "test accuracy" not in again.stdout
