@@ -33,7 +33,7 @@ DERIVED = frozenset(
     | {"train.seed"}
 )
 # Each recorded data set's best single network (recipes/, docs/RESULTS.md): what a first run gets.
-DEFAULT_RECIPES = {"nmnist": "nmnist-local", "shd": "fsdd-dfa"}
+DEFAULT_RECIPES = {"nmnist": "nmnist-local", "shd": "fsdd-dfa", "shd-pairs": "fsdd-pairs"}
 RECIPE_SUFFIX = ".toml"
 
 

@@ -100,3 +100,12 @@ def test_the_ablation_benchmark_trains_each_variant_and_reads_finished_runs_back
     assert (tmp_path / "ablations.md").read_text() == first.stdout
     again = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert again.stdout == first.stdout and "test accuracy" not in again.stdout
+
+
+def test_the_mechanism_benchmark_times_every_variant(tmp_path):
+    _, payload = run_benchmark(
+        "bench_mechanisms.py", tmp_path, "--neurons", "50", "--batch", "2", "--steps", "6", "--repeats", "1"
+    )
+    rows = payload["rows"]
+    assert [r["variant"] for r in rows][:2] == ["default", "no recurrence"] and len(rows) == 6
+    assert rows[0]["x_default"] == 1.0 and all(r["ms_per_step"] > 0 for r in rows)
