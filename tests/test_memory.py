@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -168,5 +170,10 @@ def test_shd_pairs_keeps_the_splits_and_speakers_apart_and_trains_from_the_cli(t
     out = tmp_path / "run"
     args = ["--dataset", "shd-pairs", "--data-dir", str(FSDD), "--task.cache_dir", str(tmp_path / "cache")]
     args += ["--neurons", "60", "--cv.folds", "0", "--network.maelstrom.spectral_radius", "3"]
-    main(["train", *args, "--network.maelstrom.adaptation", "0.2", "--out", str(out), "--quiet"])
-    assert (out / "metrics.json").is_file() and "adaptation = 0.2" in (out / "config.toml").read_text()
+    args += ["--network.maelstrom.adaptation", "0.2", "--network.maelstrom.max_delay", "3"]
+    assert main(["train", *args, "--out", str(out), "--quiet"]) == 0
+    config = (out / "config.toml").read_text()
+    assert 'name = "shd-pairs"' in config and "adaptation = 0.2" in config and "max_delay = 3" in config
+    trained = json.loads((out / "metrics.json").read_text())["test_accuracy"]
+    assert main(["evaluate", str(out), "--json", str(tmp_path / "scores.json")]) == 0
+    assert json.loads((tmp_path / "scores.json").read_text())["accuracy"] == trained
