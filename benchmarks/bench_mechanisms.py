@@ -4,8 +4,9 @@ adaptation and synaptic delays, side by side in one run.
 
 ``python benchmarks/bench_mechanisms.py --neurons 1000 --batch 32 --steps 85`` prints the milliseconds
 per step (best of ``--repeats``), the spike rate and each variant's time relative to the default.
-Adaptation and delays leave the fused CPU kernel for the ``event`` product (delays: one product of
-the spikes in flight with W split by delay, ``max_delay`` times the dense work).
+Adaptation and delays leave the fused CPU kernel for the ``event`` product and a Python loop over
+the steps (delays: the rows of W split by delay gathered for every spike still in flight, about
+``max_delay`` times the work of the last step's spikes).
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ class Backend:
         """``current + z W^T`` for the spikes ``z [B, N]``."""
         raise NotImplementedError
 
+    def product(self, current: Tensor, spikes: Tensor, weight_t: Tensor) -> Tensor:
+        """``current + spikes weight_t`` for any spikes and rows (the delayed synapses' product):
+        one matmul here, a gather of the spiking rows in the event backend."""
+        return torch.addmm(current, spikes, weight_t)
+
     def step(self, m: Maelstrom, current: Tensor, state: CubaLIFState) -> CubaLIFState:
         """One step from ``state`` on the input ``current [B, N]`` (checked and cast by the maelstrom)."""
         if isinstance(state, MaelstromState):
@@ -61,11 +66,11 @@ class Backend:
 
 def extended_step(backend: Backend, m: Maelstrom, current: Tensor, state: MaelstromState) -> MaelstromState:
     """One step of a maelstrom whose neurons adapt or whose synapses delay: with delays, the
-    recurrent input is one product of the spikes in flight ``[B, D N]`` with the stacked W^T of
-    each delay (``Maelstrom.delayed_weight_t``), else ``backend``'s product of the last spikes."""
+    recurrent input is ``backend``'s product of the spikes in flight ``[B, D N]`` with the stacked
+    W^T of each delay (``Maelstrom.delayed_weight_t``), else its product of the last spikes."""
     c = m.config
     if c.recurrent and m.delayed:
-        current = torch.addmm(current, torch.cat([state.z, state.history], 1), m.delayed_weight_t)
+        current = backend.product(current, torch.cat([state.z, state.history], 1), m.delayed_weight_t)
     elif c.recurrent:
         current = backend.recurrent(m, current, state.z)
     history = torch.cat([state.z, state.history[:, : -m.n_neurons]], 1) if m.delayed else state.history

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor
 
 from .base import Backend
@@ -19,4 +18,4 @@ class Dense(Backend):
     name = "dense"
 
     def recurrent(self, m: Maelstrom, current: Tensor, z: Tensor) -> Tensor:
-        return torch.addmm(current, z, m.weight_t)
+        return self.product(current, z, m.weight_t)
