@@ -196,7 +196,10 @@ class Maelstrom(nn.Module):
             shapes["delay"] = (n, n)
         for name, shape in shapes.items():
             if getattr(parameters, name) is None:
-                raise ValueError(f"maelstrom parameter {name} is missing: adaptation={config.adaptation} needs it")
+                raise ValueError(
+                    f"maelstrom parameter {name} is missing: adaptation={config.adaptation}, "
+                    f"max_delay={config.max_delay} need it"
+                )
             got = tuple(getattr(parameters, name).shape)
             if got != shape:
                 raise ValueError(f"maelstrom parameter {name} has shape {got}; n_neurons={n} needs {shape}")
