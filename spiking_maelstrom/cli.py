@@ -1,9 +1,9 @@
-"""The ``maelstrom`` command line: train, evaluate and export Maelstrom networks.
+"""The ``maelstrom`` command line: train, evaluate and export Maelstrom networks, and learn continually.
 
 A thin layer: ``train`` and ``baseline`` take their settings from the config dataclasses
 (``config.run_settings``: ``--train.epochs``, ``--network.maelstrom.n_neurons``, ... and the short
 forms in ``SHORT``), a ``--config`` file or recipe under them; the commands do their work in
-``runs``, ``baselines``, ``trainer`` and ``export``.
+``runs``, ``baselines``, ``trainer``, ``continual`` and ``export``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ from .config import (
     resolve,
     run_settings,
 )
+from .continual import CONTINUAL, ContinualConfig, ContinualTrainer, make_scenario
+from .continual.trainer import CHECKPOINT as CONTINUAL_CHECKPOINT
+from .continual.trainer import PLOT as CONTINUAL_PLOT
+from .continual.trainer import continual_of_checkpoint
 from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_scores
 from .data import TASKS, task_settings
 from .device import resolve_device
@@ -43,6 +47,7 @@ from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
 from .export.targets import available_targets, load_target
 from .files import probe_writable, write_json
+from .network import NetworkConfig
 from .plots import plot_test
 from .progress import verbosity
 from .runs import CHECKPOINT, METRICS, clear_run, held_run, resume, start, train_run
@@ -80,6 +85,12 @@ SHORT = {
     "--members": "cv.members",
 }
 BASELINE_TASK = "nmnist"
+CONTINUAL_SHORT = {
+    "--scenario": "continual.scenario",
+    "--strategy": "continual.strategy",
+    "--experiences": "continual.experiences",
+    "--buffer-size": "continual.buffer_size",
+}
 SWITCHES = {"--no-feedback": "network.feedback", "--no-recurrence": "network.maelstrom.recurrent"}
 
 
@@ -154,6 +165,7 @@ def _parser(width: int | None = None) -> argparse.ArgumentParser:
     _train_parser(sub)
     _baseline_parser(sub)
     _evaluate_parser(sub)
+    _continual_parser(sub)
     _export_parser(sub)
     if width is not None:
         for each in (parser, *sub.choices.values()):
@@ -230,6 +242,30 @@ def _baseline_parser(sub: Any) -> None:
     baseline.add_argument("--out", type=Path, default=Path("runs/baseline"), help="run directory")
     baseline.add_argument("--force", action="store_true", help=FORCE_HELP)
     baseline.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+
+
+def _continual_parser(sub: Any) -> None:
+    continual = sub.add_parser(
+        "continual",
+        usage="maelstrom continual [--scenario S] [--strategy S] [--experiences E] [--out DIR] [--resume | --force] "
+        "[--KEY VALUE ...]",
+        help="learn a task's experiences one after another (continual learning) and write the accuracy matrix",
+        description="Cut the run's task into experiences (a scenario) and learn them one after another with a "
+        f"strategy; after each experience RUN/{CONTINUAL} (the accuracy matrix R[i][j], ACC, BWT, FWT, time, memory), "
+        f"RUN/{CONTINUAL_PLOT} and RUN/{CONTINUAL_CHECKPOINT} are written. The run's settings layer as in train, "
+        "with the strategy's needs (stream-ridge, joint: a ridge readout on a frozen encoder) beneath those given.",
+    )
+    add_settings(
+        continual.add_argument_group("continual settings"),
+        list(settings_of(ContinualConfig, "continual.")),
+        CONTINUAL_SHORT,
+    )
+    continual.add_argument("--config", metavar="FILE|RECIPE", help="a TOML run config or a recipe, as in train")
+    continual.add_argument("--out", type=Path, default=Path("runs/continual"), help="run directory")
+    continual.add_argument("--resume", action="store_true", help="continue the run in --out at its next experience")
+    continual.add_argument("--force", action="store_true", help="replace the run that --out holds")
+    continual.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    _add_run_options(continual)
 
 
 def _evaluate_parser(sub: Any) -> None:
@@ -343,6 +379,62 @@ def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
         f"({metrics['train_seconds']:.1f} s training) -> {args.out}"
     )
     return metrics
+
+
+CONTINUAL_FILES = (CONTINUAL, CONTINUAL_PLOT, CONTINUAL_CHECKPOINT)
+CONTINUAL_RESUMABLE = ("task.data_dir", "task.cache_dir", "device")
+
+
+def _continual_resumed(args: argparse.Namespace, given: dict[str, Any]) -> ContinualTrainer:
+    if args.config or args.force:
+        raise CLIError("--resume continues the run in --out with its own config: it takes no --config or --force")
+    refused = sorted(k for k in given if k not in CONTINUAL_RESUMABLE)
+    refused += sorted(k for k in vars(args) if k.startswith("continual."))
+    if refused:
+        raise CLIError(f"--resume continues {args.out} with its own settings: it takes no {', '.join(refused)}")
+    checkpoint = args.out / CONTINUAL_CHECKPOINT
+    if not checkpoint.is_file():
+        raise CLIError(f"--resume: no continual checkpoint at {checkpoint}")
+    task_record, config, seed = continual_of_checkpoint(checkpoint)
+    data_dir = given.get("task.data_dir")
+    task = _task(task_record["name"], task_record["options"], Path(data_dir) if data_dir else None)
+    scenario = make_scenario(task, config.scenario, config.experiences, seed)
+    return ContinualTrainer.resume(checkpoint, scenario, given.get("device", "auto"))
+
+
+def _continual_started(args: argparse.Namespace, given: dict[str, Any]) -> ContinualTrainer:
+    _out_folder(args.out)
+    held = [name for name in CONTINUAL_FILES if (args.out / name).is_file()]
+    if held and not args.force:
+        raise CLIError(f"--out {args.out} holds a continual run: --resume continues it, --force replaces it")
+    settings = settings_of(ContinualConfig, "continual.")
+    config = ContinualConfig(
+        **{
+            s.key.removeprefix("continual."): coerce(getattr(args, s.key), s.type, s.key)
+            for s in settings
+            if s.key in args
+        }
+    )
+    file = read_config(args.config) if args.config else None
+    tree = layered(file, nest(given), config.implied())
+    config.check(tree.get("network", {}).get("readout", NetworkConfig.readout))
+    run, task = resolve(tree)
+    scenario = make_scenario(task, config.scenario, config.experiences, run.seed)
+    for name in CONTINUAL_FILES:
+        (args.out / name).unlink(missing_ok=True)
+    return ContinualTrainer(run, config, scenario)
+
+
+def cmd_continual(args: argparse.Namespace) -> dict[str, Any]:
+    given = _given(args)
+    trainer = _continual_resumed(args, given) if args.resume else _continual_started(args, given)
+    results = trainer.fit(args.out)
+    bwt = "" if results["bwt"] is None else f", BWT {100 * results['bwt']:+.1f}"
+    print(
+        f"{results['strategy']} on {results['dataset']} {results['scenario']} ({results['experiences']} experiences): "
+        f"ACC {100 * results['acc']:.1f} %{bwt} ({results['train_seconds']:.1f} s) -> {args.out}"
+    )
+    return results
 
 
 def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
@@ -514,7 +606,13 @@ def _report(err: Exception) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"train": cmd_train, "baseline": cmd_baseline, "evaluate": cmd_evaluate, "export": cmd_export}
+    command = {
+        "train": cmd_train,
+        "baseline": cmd_baseline,
+        "evaluate": cmd_evaluate,
+        "continual": cmd_continual,
+        "export": cmd_export,
+    }
     try:
         with verbosity(not getattr(args, "quiet", False)):
             command[args.command](args)

@@ -198,13 +198,16 @@ def checked(tree: dict[str, Any]) -> dict[str, Any]:
     return nest({k: coerce(v, types[k], k) for k, v in flat.items()})
 
 
-def layered(config: dict[str, Any] | None, given: dict[str, Any]) -> dict[str, Any]:
-    """The run's settings: the ``given`` ones (command line) over the ``config`` file's, or, without a
-    file, over the named data set's default recipe (``DEFAULT_RECIPES``); each leaf type-checked."""
+def layered(
+    config: dict[str, Any] | None, given: dict[str, Any], implied: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's settings: the ``given`` ones (command line) over those a command ``implied`` (e.g. a
+    continual strategy's readout), over the ``config`` file's, or, without a file, over the named data
+    set's default recipe (``DEFAULT_RECIPES``); each leaf type-checked."""
     if config is None:
         name = given.get("task", {}).get("name", TaskConfig.name)
         config = read_config(DEFAULT_RECIPES[name]) if name in DEFAULT_RECIPES else {}
-    return checked(merge(config, given))
+    return checked(merge(merge(config, implied or {}), given))
 
 
 def resolve(tree: dict[str, Any]) -> tuple[RunConfig, Task]:

@@ -3,12 +3,14 @@
 At step ``t`` the encoder sees the input frame ``x_t`` and the feedback ``p_{t-1}`` (the readout's
 previous prediction, detached) and produces currents ``u_t``; the maelstrom advances one step on
 ``u_t`` (no gradient enters it); the readout maps the maelstrom's state features to scores ``y_t``.
+Named ``heads``, further readouts, read the same features in the same run (one per task of a
+task-incremental scenario, ``continual``).
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any, NamedTuple
 
 import torch
@@ -18,7 +20,7 @@ from .encoders import ConvEncoder, Encoder, MLPEncoder
 from .maelstrom import Maelstrom, MaelstromConfig
 from .neuron import CubaLIFState
 from .probe import FEATURES, Feedback, Probe
-from .readouts import LinearReadout, MLPReadout, RidgeReadout, affine_split
+from .readouts import LinearReadout, MLPReadout, RidgeReadout, affine_split, readout_classes
 
 ENCODERS = ("mlp", "linear", "conv")
 READOUTS = ("linear", "mlp", "ridge")
@@ -100,8 +102,9 @@ class NetworkState(NamedTuple):
 class WindowOutput(NamedTuple):
     """Result of running a window of steps: scores ``[B, K, C]``, encoder currents ``[B, K, N]``
     (carrying the encoder's graph when it was asked for; None from ``forward``), spikes
-    ``[B, K, N]`` or None, the new state, the readout features ``[B, K, F]`` when asked for, and,
-    with the encoder's graph, what its output layer read ``[B, K, D]`` (``Encoder.head_input``)."""
+    ``[B, K, N]`` or None, the new state, the readout features ``[B, K, F]`` when asked for,
+    with the encoder's graph what its output layer read ``[B, K, D]`` (``Encoder.head_input``), and
+    the scores of the named heads asked for (``MaelstromNetwork.heads``)."""
 
     logits: Tensor
     currents: Tensor | None
@@ -109,6 +112,7 @@ class WindowOutput(NamedTuple):
     state: NetworkState
     features: Tensor | None = None
     head_inputs: Tensor | None = None
+    heads: dict[str, Tensor] | None = None
 
 
 class MaelstromNetwork(nn.Module):
@@ -141,6 +145,30 @@ class MaelstromNetwork(nn.Module):
         # Forward-Euler like the neurons, so the trace is exactly a NIR leaky integrator (LI).
         self.trace_decay = 1.0 - maelstrom.dt / trace_tau
         self.config: NetworkConfig | None = None
+        self.heads = nn.ModuleDict()
+
+    def add_head(self, name: str, n_classes: int) -> nn.Module:
+        """A new readout ``name`` of the config's kind over the same features, scoring ``n_classes``
+        (initial weights seeded by the config's seed and the head's number). Heads are independent
+        modules: adding one never changes another's scores."""
+        if self.feedback:
+            raise ValueError("heads need feedback off: the feedback loop reads the main readout")
+        if name in self.heads:
+            raise ValueError(f"the network already has a head {name!r}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed + 1 + len(self.heads))
+            readout = build_readout(self.config, n_classes)
+        self.heads[name] = readout.to(self.maelstrom.weight.device)
+        return self.heads[name]
+
+    def head(self, name: str) -> MaelstromNetwork:
+        """The network seen through head ``name``: the same encoder and maelstrom (shared, not
+        copied) with that head as its readout, to train or score like any network."""
+        readout = self.heads[name]
+        n = readout_classes(readout)
+        view = MaelstromNetwork(self.encoder, self.maelstrom, readout, n, self.features, self.trace_tau, False)
+        view.config = replace(self.config, n_classes=n)
+        return view
 
     @property
     def n_features(self) -> int:
@@ -163,8 +191,9 @@ class MaelstromNetwork(nn.Module):
         feature_grad: bool = False,
         record: bool = False,
         keep_features: bool = False,
+        head_names: tuple[str, ...] = (),
     ) -> WindowOutput:
-        """Run ``x [B, K, *input_shape]`` from ``state``.
+        """Run ``x [B, K, *input_shape]`` from ``state``; ``head_names`` are the heads scored too.
 
         ``encoder_grad`` keeps the encoder's graph in the returned currents and head inputs.
         ``feature_grad`` makes the readout's features a leaf that requires grad, returned as
@@ -204,6 +233,7 @@ class MaelstromNetwork(nn.Module):
             state=NetworkState(neurons, probe.trace, feedback),
             features=feats if keep_features or feature_grad else None,
             head_inputs=heads if encoder_grad else None,
+            heads={name: self.heads[name](feats) for name in head_names} if head_names else None,
         )
 
     @torch.no_grad()
@@ -221,26 +251,34 @@ class MaelstromNetwork(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, x: Tensor, state: NetworkState | None = None, record: bool = False, window: int = INFERENCE_WINDOW
+        self,
+        x: Tensor,
+        state: NetworkState | None = None,
+        record: bool = False,
+        window: int = INFERENCE_WINDOW,
+        head_names: tuple[str, ...] = (),
     ) -> WindowOutput:
         """Inference over a whole sequence ``x [B, T, *input_shape]``, ``window`` steps at a time, so
         that memory holds one window's currents and features, not the sequence's. ``logits`` (and
         ``spikes`` with ``record``) cover all T; the encoder's ``currents`` are not kept (None). On
         the CPU the spikes are those of one window over the whole sequence (measured; matrix
-        products of a handful of rows can round differently)."""
+        products of a handful of rows can round differently). ``head_names``: those heads'
+        scores too, from the same run."""
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if x.shape[1] == 0:
             raise ValueError(f"the input {tuple(x.shape)} has no time steps")
         state = self.init_state(x.shape[0]) if state is None else state
-        logits, spikes = [], []
+        logits, spikes, heads = [], [], []
         for start in range(0, x.shape[1], window):
-            out = self.run_window(x[:, start : start + window], state, record=record)
+            out = self.run_window(x[:, start : start + window], state, record=record, head_names=head_names)
             logits.append(out.logits)
             spikes.append(out.spikes)
+            heads.append(out.heads)
             state = out.state
         recorded = torch.cat(spikes, 1) if record else None
-        return out._replace(logits=torch.cat(logits, 1), currents=None, spikes=recorded)
+        scored = {name: torch.cat([h[name] for h in heads], 1) for name in head_names} if head_names else None
+        return out._replace(logits=torch.cat(logits, 1), currents=None, spikes=recorded, heads=scored)
 
 
 REFERENCE_DT = 1e-3
@@ -273,6 +311,16 @@ def network_config_for(task: Any, maelstrom: dict[str, Any] | None = None, **net
     )
 
 
+def build_readout(config: NetworkConfig, n_classes: int) -> nn.Module:
+    """A fresh readout of ``config``'s kind over its features, scoring ``n_classes``."""
+    n_features = len(config.features) * config.maelstrom.n_neurons
+    if config.readout == "linear":
+        return LinearReadout(n_features, n_classes)
+    if config.readout == "mlp":
+        return MLPReadout(n_features, n_classes, config.readout_hidden)
+    return RidgeReadout(n_features, n_classes, config.ridge_alpha)
+
+
 def build_network(config: NetworkConfig, device: str | torch.device = "cpu") -> MaelstromNetwork:
     """Build a network from its config; trainable weights are initialised from ``config.seed``."""
     maelstrom = Maelstrom(config.maelstrom, device=device)
@@ -287,13 +335,7 @@ def build_network(config: NetworkConfig, device: str | torch.device = "cpu") -> 
         else:
             hidden = config.encoder_hidden if config.encoder == "mlp" else ()
             encoder = MLPEncoder(config.input_shape, n, hidden, feedback_features=n_fb, gain=config.encoder_gain)
-        n_features = len(config.features) * n
-        if config.readout == "linear":
-            readout: nn.Module = LinearReadout(n_features, c)
-        elif config.readout == "mlp":
-            readout = MLPReadout(n_features, c, config.readout_hidden)
-        else:
-            readout = RidgeReadout(n_features, c, config.ridge_alpha)
+        readout = build_readout(config, c)
     network = MaelstromNetwork(encoder, maelstrom, readout, c, config.features, config.trace_tau, config.feedback)
     network.config = config
     return network.to(maelstrom.weight.device)

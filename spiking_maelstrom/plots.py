@@ -98,3 +98,42 @@ def plot_raster(spikes: Tensor, excitatory: Tensor, dt: float, path: str | Path,
     ax_rate.set(xlabel="time (ms)", ylabel="rate (Hz)")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_continual(matrix: list[list[float]], acc_curve: list[float], path: str | Path, title: str = "") -> Path:
+    """A continual run: the accuracy matrix R[i, j] (test accuracy on experience j after learning
+    experience i) as a heatmap, and the average accuracy over the experiences seen after each."""
+    values = torch.tensor(matrix)
+    rows, cols = values.shape
+    fig, (ax_r, ax_acc) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
+    image = ax_r.imshow(values.numpy(), cmap="viridis", vmin=0, vmax=1)
+    if cols <= 12:
+        for row in range(rows):
+            for col in range(cols):
+                value = float(values[row, col])
+                ax_r.text(
+                    col,
+                    row,
+                    f"{100 * value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if value > 0.6 else "white",
+                )
+    ax_r.set(xlabel="tested on experience j", ylabel="after learning experience i", title=title or "accuracy R[i, j]")
+    if rows == 1:
+        ax_r.set(ylabel="after learning all at once")
+    for axis in (ax_r.xaxis, ax_r.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(image, ax=ax_r, fraction=0.046)
+    steps = list(range(len(acc_curve)))
+    ax_acc.plot(steps, acc_curve, marker="o", color="k", label="ACC over the experiences seen")
+    for col in range(cols if cols <= 12 else 0):
+        seen = list(range(col, rows))
+        ax_acc.plot(seen, values[col:, col].tolist(), lw=0.8, marker=".", alpha=0.6, label=f"experience {col}")
+    ax_acc.set(xlabel="after learning experience", ylabel="test accuracy", ylim=(0, 1.02), title="ACC")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -108,13 +108,14 @@ class RidgeReadout(nn.Module):
         self.reset_statistics()
 
     def reset_statistics(self) -> None:
-        f, c = self.weight.shape[1], self.n_classes
-        kw = dict(dtype=torch.float64, device=self.weight.device)
+        """Forget the accumulated statistics (allocated again, on the features' device, by the next
+        :meth:`accumulate`: a fitted readout kept for inference holds none)."""
         self._count = 0.0
-        self._sum_x = torch.zeros(f, **kw)
-        self._sum_y = torch.zeros(c, **kw)
-        self._xx = torch.zeros(f, f, **kw)
-        self._xy = torch.zeros(f, c, **kw)
+        self._stats: dict[str, Tensor] | None = None
+
+    def _shapes(self) -> dict[str, tuple[int, ...]]:
+        f, c = self.weight.shape[1], self.n_classes
+        return {"sum_x": (f,), "sum_y": (c,), "xx": (f, f), "xy": (f, c)}
 
     @torch.no_grad()
     def accumulate(self, features: Tensor, targets: Tensor, weights: Tensor | None = None) -> None:
@@ -125,30 +126,53 @@ class RidgeReadout(nn.Module):
         w = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
         if weights is not None:
             w = weights.expand(features.shape[:-1]).reshape(-1).to(x)
+        if self._stats is None:
+            self._stats = {key: x.new_zeros(shape) for key, shape in self._shapes().items()}
         xw = x * w[:, None]
         self._count += float(w.sum())
-        self._sum_x += xw.sum(0)
-        self._sum_y += (y * w[:, None]).sum(0)
-        self._xx += xw.T @ x
-        self._xy += xw.T @ y
+        self._stats["sum_x"] += xw.sum(0)
+        self._stats["sum_y"] += (y * w[:, None]).sum(0)
+        self._stats["xx"] += xw.T @ x
+        self._stats["xy"] += xw.T @ y
+
+    def statistics(self) -> dict[str, Tensor]:
+        """The accumulated sufficient statistics, float64 (empty before any data): what a continual
+        learner checkpoints, ``O(F^2)`` bytes whatever the amount of data."""
+        if self._stats is None:
+            return {}
+        return {"count": torch.tensor(self._count, dtype=torch.float64), **self._stats}
+
+    def load_statistics(self, statistics: dict[str, Tensor]) -> None:
+        """Continue from :meth:`statistics` (a ``ValueError`` if their shapes do not fit this readout)."""
+        if not statistics:
+            self.reset_statistics()
+            return
+        shapes = {"count": (), **self._shapes()}
+        if set(statistics) != set(shapes) or any(tuple(statistics[k].shape) != v for k, v in shapes.items()):
+            features = self.weight.shape[1]
+            raise ValueError(f"ridge statistics {sorted(statistics)} do not fit a readout of {features} features")
+        self._count = float(statistics["count"])
+        self._stats = {k: v.to(torch.float64) for k, v in statistics.items() if k != "count"}
+
+    def _accumulated(self) -> dict[str, Tensor]:
+        if self._stats is None or self._count <= 0:
+            raise RuntimeError("the ridge readout has no data accumulated")
+        return self._stats
 
     def feature_moments(self) -> tuple[Tensor, Tensor]:
         """Mean and variance of the accumulated features (in the readout's dtype)."""
-        if self._count <= 0:
-            raise RuntimeError("no data accumulated")
-        mean = self._sum_x / self._count
-        var = (torch.diagonal(self._xx) / self._count - mean**2).clamp_min(0)
+        stats = self._accumulated()
+        mean = stats["sum_x"] / self._count
+        var = (torch.diagonal(stats["xx"]) / self._count - mean**2).clamp_min(0)
         return mean.to(self.weight.dtype), var.to(self.weight.dtype)
 
     @torch.no_grad()
     def solve(self) -> None:
         """Fit ``weight`` and ``bias`` from the accumulated statistics."""
-        if self._count <= 0:
-            raise RuntimeError("RidgeReadout.solve() called before any data was accumulated")
-        n = self._count
-        mean_x, mean_y = self._sum_x / n, self._sum_y / n
-        cov = self._xx / n - torch.outer(mean_x, mean_x)
-        cross = self._xy / n - torch.outer(mean_x, mean_y)
+        stats, n = self._accumulated(), self._count
+        mean_x, mean_y = stats["sum_x"] / n, stats["sum_y"] / n
+        cov = stats["xx"] / n - torch.outer(mean_x, mean_x)
+        cross = stats["xy"] / n - torch.outer(mean_x, mean_y)
         scale = torch.diagonal(cov).clamp_min(0).sqrt() + 1e-6
         corr = cov / torch.outer(scale, scale)
         eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
@@ -179,6 +203,11 @@ class AffineReadout(NamedTuple):
     def to(self, dtype: torch.dtype) -> AffineReadout:
         """The affine map in ``dtype`` (the head as it is)."""
         return self._replace(weight=self.weight.to(dtype), bias=self.bias.to(dtype))
+
+
+def readout_classes(readout: nn.Module) -> int:
+    """How many classes ``readout`` (any of this module's readouts) scores."""
+    return readout.n_classes if isinstance(readout, RidgeReadout) else readout[-1].out_features
 
 
 def affine_split(readout: nn.Module) -> AffineReadout:

@@ -206,13 +206,9 @@ class Trainer:
             bar.set_postfix(loss=f"{batch_loss:.3f}")
         return total / max(samples, 1), correct / max(samples, 1)
 
-    @torch.no_grad()
     def _fit_ridge(self, readout: RidgeReadout) -> None:
         readout.reset_statistics()
-        for x, y in self._bar(self._loader(self.train_set, shuffle=False), "ridge fit"):
-            x, y = x.to(self.device), y.to(self.device)
-            out = self.network.run_window(x, self.network.init_state(x.shape[0]), keep_features=True)
-            readout.accumulate(out.features, y[:, None], self.mask.expand(x.shape[:2]))
+        accumulate_ridge(self.network, readout, self.train_set, self.mask, self.config.batch_size)
         readout.solve()
 
     def _init_readout_by_ridge(self) -> None:
@@ -285,6 +281,20 @@ class Trainer:
         trainer.history = list(payload["history"])
         trainer.train_seconds = payload["train_seconds"]
         return trainer
+
+
+@torch.no_grad()
+def accumulate_ridge(
+    network: MaelstromNetwork, readout: RidgeReadout, dataset: Dataset, mask: torch.Tensor, batch_size: int
+) -> None:
+    """Add the features ``network`` gives on ``dataset`` (in order, the steps ``mask`` scores) to
+    ``readout``'s sufficient statistics; the solve is the caller's."""
+    device = network.maelstrom.weight.device
+    mask = mask.to(device)
+    for x, y in bar(DataLoader(dataset, batch_size=batch_size, shuffle=False), desc="ridge fit", leave=False):
+        x, y = x.to(device), y.to(device)
+        out = network.run_window(x, network.init_state(x.shape[0]), keep_features=True)
+        readout.accumulate(out.features, y[:, None], mask.expand(x.shape[:2]))
 
 
 def train_and_score(

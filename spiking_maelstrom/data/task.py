@@ -134,6 +134,18 @@ def augmented(
     return Augmented(dataset, transform, blend, pool)
 
 
+def labels_of(dataset: Dataset) -> np.ndarray:
+    """Every sample's label, from the ``labels`` a data set keeps (looked up through ``Subset``s and
+    wrappers that keep the wrapped set as ``dataset``), else by reading each sample."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    if getattr(dataset, "labels", None) is not None:
+        return np.asarray(dataset.labels, dtype=np.int64)
+    if isinstance(getattr(dataset, "dataset", None), Dataset):
+        return labels_of(dataset.dataset)
+    return np.array([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+
+
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Split ``dataset`` into (train, validation) subsets by a seeded permutation."""
     if not 0.0 <= fraction < 1.0:
