@@ -6,8 +6,10 @@ data) and scenario (``--scenarios``), each learner (``--learners``):
 
 * the maelstrom's, through ``maelstrom continual`` on the data set's default recipe (one run
   directory each, ``OUT/DATA--SCENARIO--LEARNER``; a finished one is read back, so a sweep resumes):
-  ``stream-ridge``, ``joint`` (ridge, all at once), ``naive`` and ``replay`` (the recipe's encoder
-  rule and gradient readout, ``--epochs`` per experience) and ``joint-trained`` (those, all at once);
+  ``stream-ridge``, ``stream-ridge-trained`` (its encoder first trained on experience 0 by the
+  recipe's rule, ``--epochs``, then frozen), ``joint`` (ridge, all at once), ``naive`` and
+  ``replay`` (the recipe's encoder rule and gradient readout, ``--epochs`` per experience) and
+  ``joint-trained`` (those, all at once);
 * the reference users would otherwise train: an snnTorch recurrent SNN of the same size trained by
   BPTT with surrogate gradients (``bench_training.BPTTNet``: linear -> RSynaptic with all-to-all
   trainable recurrence -> linear on the spike rate; Adam, lr ``--bptt-lr``), ``--epochs`` per
@@ -48,7 +50,7 @@ from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import network_config_for
 
 DATA = {"nmnist": "nmnist-small", "shd": "fsdd-shd", "randman": None}
-MAELSTROM = ("stream-ridge", "joint", "naive", "replay", "joint-trained")
+MAELSTROM = ("stream-ridge", "stream-ridge-trained", "joint", "naive", "replay", "joint-trained")
 BPTT = ("bptt-naive", "bptt-replay", "bptt-joint")
 LEARNERS = (*MAELSTROM, *BPTT)
 
@@ -61,18 +63,20 @@ def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespa
     run = args.out / f"{data}--{scenario}--{learner}"
     if (run / "continual.json").is_file() and json.loads((run / "continual.json").read_text())["finished"]:
         return json.loads((run / "continual.json").read_text())
-    strategy = "joint" if learner == "joint-trained" else learner
+    strategy = {"joint-trained": "joint", "stream-ridge-trained": "stream-ridge"}.get(learner, learner)
     command = [sys.executable, "-m", "spiking_maelstrom.cli", "continual", "--dataset", data, "--out", str(run)]
     command += ["--scenario", scenario, "--strategy", strategy, "--experiences", str(args.experiences)]
     command += ["--seed", str(args.seed), "--quiet", "--force", "--buffer-size", str(args.buffer_size)]
     if DATA[data]:
         command += ["--data-dir", str(args.data / DATA[data])]
-    if learner in ("naive", "replay", "joint-trained"):
+    recipe = read_config(DEFAULT_RECIPES[data]) if data in DEFAULT_RECIPES else {}
+    rule = recipe.get("train", {}).get("encoder_rule", "dfa")
+    if learner in ("naive", "replay", "joint-trained", "stream-ridge-trained"):
         command += ["--epochs", str(args.epochs)]
     if learner == "joint-trained":
-        recipe = read_config(DEFAULT_RECIPES[data]) if data in DEFAULT_RECIPES else {}
-        rule = recipe.get("train", {}).get("encoder_rule", "dfa")
         command += ["--readout", "linear", "--encoder-rule", rule]
+    if learner == "stream-ridge-trained":
+        command += ["--continual.first_rule", rule]
     subprocess.run(command + shlex.split(args.train_args), check=True, stdout=sys.stderr)
     return json.loads((run / "continual.json").read_text())
 

@@ -164,10 +164,14 @@ class MaelstromNetwork(nn.Module):
     def head(self, name: str) -> MaelstromNetwork:
         """The network seen through head ``name``: the same encoder and maelstrom (shared, not
         copied) with that head as its readout, to train or score like any network."""
-        readout = self.heads[name]
+        return self.through(self.heads[name])
+
+    def through(self, readout: nn.Module, kind: str | None = None) -> MaelstromNetwork:
+        """The network with ``readout`` (of config kind ``kind``, default the config's) in place of
+        its own, without feedback: the encoder and the maelstrom shared, not copied."""
         n = readout_classes(readout)
         view = MaelstromNetwork(self.encoder, self.maelstrom, readout, n, self.features, self.trace_tau, False)
-        view.config = replace(self.config, n_classes=n)
+        view.config = replace(self.config, n_classes=n, readout=kind or self.config.readout, feedback=False)
         return view
 
     @property

@@ -197,3 +197,17 @@ def test_fsdd_speakers_are_the_domains_of_a_real_continual_run(tmp_path):
     assert result["split"]["domains"] == [f"speaker {k}" for k in range(5)]
     assert result["split"]["train_samples"] == [450] * 5 and result["split"]["test_samples"] == [50] * 5
     assert result["acc"] > 0.5  # chance is 0.1
+
+
+def test_stream_ridge_can_train_the_encoder_on_the_first_experience_then_freezes_it():
+    trainer = continual_run("stream-ridge", "class-incremental", 3, train={"epochs": 2})
+    trainer.config.first_rule = "dfa"
+    before = {k: v.clone() for k, v in trainer.network.encoder.state_dict().items()}
+    trainer.fit(until=1)
+    after_first = {k: v.clone() for k, v in trainer.network.encoder.state_dict().items()}
+    assert any(not torch.equal(before[k], after_first[k]) for k in before)
+    trainer.fit()
+    assert all(torch.equal(after_first[k], v) for k, v in trainer.network.encoder.state_dict().items())
+    assert not any(p.requires_grad for p in trainer.network.encoder.parameters())
+    with pytest.raises(ValueError, match="stream-ridge alone takes one"):
+        ContinualConfig(strategy="naive", first_rule="dfa")

@@ -1,9 +1,10 @@
 """Continual learners (strategies): how a network learns experience after experience.
 
-* ``stream-ridge``: the maelstrom and the encoder frozen; a ridge readout whose sufficient
-  statistics only ever get the new experience's added, then solved. After experience i it is
-  the ridge fit on experiences 0..i together (``joint`` on them), up to float summation order,
-  in ``O(F^2)`` memory whatever the number of experiences;
+* ``stream-ridge``: the maelstrom and the encoder frozen (with ``first_rule``, the encoder is first
+  trained on experience 0 by that rule through a linear readout, then frozen); a ridge readout
+  whose sufficient statistics only ever get the new experience's added, then solved. After
+  experience i it is the ridge fit on experiences 0..i together (``joint`` on them), up to float
+  summation order, in ``O(F^2)`` memory whatever the number of experiences;
 * ``joint``: every experience at once (the upper bound), with the run's readout and encoder rule;
 * ``naive``: keeps training the whole network (the encoder rule and a gradient readout) on each
   new experience, a fresh optimiser each time (the forgetting reference);
@@ -26,7 +27,8 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..evaluation import evaluate_network
-from ..network import MaelstromNetwork
+from ..learning import RULES
+from ..network import MaelstromNetwork, build_readout
 from ..progress import verbosity
 from ..readouts import RidgeReadout
 from ..trainer import TrainConfig, Trainer, accumulate_ridge
@@ -45,6 +47,11 @@ class ContinualConfig:
     strategy: Annotated[str, f"how the experiences are learned: {', '.join(STRATEGIES)}"] = "stream-ridge"
     experiences: Annotated[int, "experiences the task is cut into (class splits; domain: one per speaker)"] = 5
     buffer_size: Annotated[int, "replay: earlier samples kept, shared equally by the earlier experiences"] = 200
+    first_rule: Annotated[
+        str | None,
+        f"stream-ridge: train the encoder on the first experience with this rule ({', '.join(RULES[1:])}) and a "
+        "linear readout, then freeze it",
+    ] = None
 
     def __post_init__(self) -> None:
         for name, allowed in (("scenario", SCENARIOS), ("strategy", STRATEGIES)):
@@ -54,6 +61,8 @@ class ContinualConfig:
             raise ValueError(f"experiences must be >= 1, got {self.experiences}")
         if self.buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
+        if self.first_rule is not None and (self.first_rule not in RULES[1:] or self.strategy != "stream-ridge"):
+            raise ValueError(f"first_rule {self.first_rule!r}: stream-ridge alone takes one, of {', '.join(RULES[1:])}")
 
     def implied(self) -> dict[str, Any]:
         """The run settings the strategy needs, beneath those given (a ridge readout on a frozen
@@ -124,9 +133,9 @@ class Learner:
         """Bytes the learner keeps beside the network's weights (statistics, replayed samples)."""
         return 0
 
-    def _trained(self, network: MaelstromNetwork, task: Any) -> None:
+    def _trained(self, network: MaelstromNetwork, task: Any, **train: Any) -> None:
         with verbosity(False):
-            Trainer(network, task, self.train).fit()
+            Trainer(network, task, replace(self.train, **train)).fit()
 
     def _ridge_head(self, index: int) -> None:
         """Fit experience ``index``'s head on it alone (a head never sees another experience)."""
@@ -146,12 +155,25 @@ class StreamRidge(Learner):
         return {"readout": self.network.readout}
 
     def learn(self, index: int) -> None:
+        if index == 0 and self.config.first_rule is not None:
+            self._train_encoder()
         if self.scenario.task_labels:
             self._ridge_head(index)
             return
         task = self.scenario.experience_task(index)
         accumulate_ridge(self.network, self.network.readout, task.train, task.mask, self.train.batch_size)
         self.network.readout.solve()
+
+    def _train_encoder(self) -> None:
+        """Experience 0 trains the encoder (``first_rule``, a linear readout thrown away after), then it is frozen."""
+        task = self.scenario.experience_task(0)
+        config = replace(self.network.config, readout="linear")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            readout = build_readout(config, task.n_classes).to(self.network.maelstrom.weight.device)
+        self.network.encoder.requires_grad_(True)
+        self._trained(self.network.through(readout, "linear"), task, encoder_rule=self.config.first_rule)
+        self.network.encoder.requires_grad_(False)
 
     def state_dict(self) -> dict[str, Any]:
         return {"statistics": {name: r.statistics() for name, r in self._readouts().items()}}
