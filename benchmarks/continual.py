@@ -61,8 +61,9 @@ def refused(scenario: str, learner: str) -> bool:
 
 def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespace) -> dict[str, Any]:
     run = args.out / f"{data}--{scenario}--{learner}"
-    if (run / "continual.json").is_file() and json.loads((run / "continual.json").read_text())["finished"]:
-        return json.loads((run / "continual.json").read_text())
+    done = json.loads((run / "continual.json").read_text()) if (run / "continual.json").is_file() else {}
+    if done.get("finished"):
+        return done
     strategy = {"joint-trained": "joint", "stream-ridge-trained": "stream-ridge"}.get(learner, learner)
     command = [sys.executable, "-m", "spiking_maelstrom.cli", "continual", "--dataset", data, "--out", str(run)]
     command += ["--scenario", scenario, "--strategy", strategy, "--experiences", str(args.experiences)]

@@ -395,11 +395,11 @@ def _continual_resumed(args: argparse.Namespace, given: dict[str, Any]) -> Conti
     checkpoint = args.out / CONTINUAL_CHECKPOINT
     if not checkpoint.is_file():
         raise CLIError(f"--resume: no continual checkpoint at {checkpoint}")
-    task_record, config, seed = continual_of_checkpoint(checkpoint)
+    payload, config = continual_of_checkpoint(checkpoint)
     data_dir = given.get("task.data_dir")
-    task = _task(task_record["name"], task_record["options"], Path(data_dir) if data_dir else None)
-    scenario = make_scenario(task, config.scenario, config.experiences, seed)
-    return ContinualTrainer.resume(checkpoint, scenario, given.get("device", "auto"))
+    task = _run_task(payload, Path(data_dir) if data_dir else None)
+    scenario = make_scenario(task, config.scenario, config.experiences, payload["train_config"]["seed"])
+    return ContinualTrainer.resume(payload, scenario, given.get("device", "auto"), checkpoint)
 
 
 def _continual_started(args: argparse.Namespace, given: dict[str, Any]) -> ContinualTrainer:

@@ -155,9 +155,7 @@ class MaelstromNetwork(nn.Module):
             raise ValueError("heads need feedback off: the feedback loop reads the main readout")
         if name in self.heads:
             raise ValueError(f"the network already has a head {name!r}")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed + 1 + len(self.heads))
-            readout = build_readout(self.config, n_classes)
+        readout = build_readout(self.config, n_classes, seed=self.config.seed + 1 + len(self.heads))
         self.heads[name] = readout.to(self.maelstrom.weight.device)
         return self.heads[name]
 
@@ -315,8 +313,13 @@ def network_config_for(task: Any, maelstrom: dict[str, Any] | None = None, **net
     )
 
 
-def build_readout(config: NetworkConfig, n_classes: int) -> nn.Module:
-    """A fresh readout of ``config``'s kind over its features, scoring ``n_classes``."""
+def build_readout(config: NetworkConfig, n_classes: int, seed: int | None = None) -> nn.Module:
+    """A fresh readout of ``config``'s kind over its features, scoring ``n_classes``; with ``seed``,
+    its initial weights drawn from that seed (the global stream untouched), else from the stream."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_readout(config, n_classes)
     n_features = len(config.features) * config.maelstrom.n_neurons
     if config.readout == "linear":
         return LinearReadout(n_features, n_classes)

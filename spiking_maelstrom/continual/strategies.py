@@ -137,13 +137,17 @@ class Learner:
         with verbosity(False):
             Trainer(network, task, replace(self.train, **train)).fit()
 
+    def _fit_ridge(self, network: MaelstromNetwork, dataset: Dataset, keep: bool) -> None:
+        """Add ``dataset``'s statistics to ``network``'s ridge readout and solve it; the statistics
+        are kept for later experiences only with ``keep``."""
+        accumulate_ridge(network, network.readout, dataset, self.scenario.task.mask, self.train.batch_size)
+        network.readout.solve()
+        if not keep:
+            network.readout.reset_statistics()
+
     def _ridge_head(self, index: int) -> None:
         """Fit experience ``index``'s head on it alone (a head never sees another experience)."""
-        network = self.network_for(index)
-        task = self.scenario.experience_task(index)
-        accumulate_ridge(network, network.readout, task.train, task.mask, self.train.batch_size)
-        network.readout.solve()
-        network.readout.reset_statistics()
+        self._fit_ridge(self.network_for(index), self.scenario.experience_task(index).train, keep=False)
 
 
 class StreamRidge(Learner):
@@ -159,18 +163,14 @@ class StreamRidge(Learner):
             self._train_encoder()
         if self.scenario.task_labels:
             self._ridge_head(index)
-            return
-        task = self.scenario.experience_task(index)
-        accumulate_ridge(self.network, self.network.readout, task.train, task.mask, self.train.batch_size)
-        self.network.readout.solve()
+        else:
+            self._fit_ridge(self.network, self.scenario.experience_task(index).train, keep=True)
 
     def _train_encoder(self) -> None:
         """Experience 0 trains the encoder (``first_rule``, a linear readout thrown away after), then it is frozen."""
         task = self.scenario.experience_task(0)
         config = replace(self.network.config, readout="linear")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)
-            readout = build_readout(config, task.n_classes).to(self.network.maelstrom.weight.device)
+        readout = build_readout(config, task.n_classes, seed=config.seed).to(self.network.maelstrom.weight.device)
         self.network.encoder.requires_grad_(True)
         self._trained(self.network.through(readout, "linear"), task, encoder_rule=self.config.first_rule)
         self.network.encoder.requires_grad_(False)
@@ -197,14 +197,11 @@ class Joint(Learner):
             for e in self.scenario.experiences:
                 self._ridge_head(e.index)
             return
-        task = self.scenario.task
         union = ConcatDataset([e.train for e in self.scenario.experiences])
         if self.network.config.readout == "ridge":
-            accumulate_ridge(self.network, self.network.readout, union, task.mask, self.train.batch_size)
-            self.network.readout.solve()
-            self.network.readout.reset_statistics()
+            self._fit_ridge(self.network, union, keep=False)
         else:
-            self._trained(self.network, replace(task, train=union))
+            self._trained(self.network, replace(self.scenario.task, train=union))
 
 
 class Naive(Learner):

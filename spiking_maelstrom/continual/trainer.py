@@ -15,7 +15,7 @@ from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import CVConfig, RunConfig, run_of_checkpoint
 from ..device import resolve_device
 from ..files import write_json
-from ..network import MaelstromNetwork, NetworkConfig, build_network
+from ..network import MaelstromNetwork, build_network
 from ..plots import plot_continual
 from ..progress import bar, note
 from ..readouts import readout_classes
@@ -136,7 +136,6 @@ class ContinualTrainer:
                 "initial": self.initial,
                 "seconds": self.seconds,
                 "learner_bytes": self.learner_bytes,
-                "device": self.run.device,
             },
         }
 
@@ -144,13 +143,15 @@ class ContinualTrainer:
         return save_checkpoint(path, self.state())
 
     @classmethod
-    def resume(cls, path: Path, scenario: Scenario, device: str = "auto") -> ContinualTrainer:
-        """The run checkpointed at ``path``, to continue at its next experience on ``scenario``
-        (made again from the checkpoint's own settings, ``continual_of_checkpoint``)."""
-        payload = load_checkpoint(path)
+    def resume(
+        cls, payload: dict[str, Any], scenario: Scenario, device: str = "auto", path: Path | str = "checkpoint"
+    ) -> ContinualTrainer:
+        """The run a continual checkpoint ``payload`` (``continual_of_checkpoint``'s, read from
+        ``path``) holds, to continue at its next experience on ``scenario``, made again from its
+        own settings."""
         continual = payload["continual"]
         run = run_of_checkpoint(payload, CVConfig(), device, path)
-        network = build_network(NetworkConfig.from_dict(payload["network_config"]), resolve_device(device))
+        network = build_network(run.network, resolve_device(device))
         for name, n_classes in continual["heads"].items():
             network.add_head(name, n_classes)
         try:
@@ -166,8 +167,8 @@ class ContinualTrainer:
         return trainer
 
 
-def continual_of_checkpoint(path: Path) -> tuple[dict[str, Any], ContinualConfig, int]:
-    """A continual checkpoint's task record, continual settings and seed (to make its scenario again)."""
+def continual_of_checkpoint(path: Path) -> tuple[dict[str, Any], ContinualConfig]:
+    """A continual checkpoint, read once, and its continual settings (to make its scenario again)."""
     payload = load_checkpoint(path)
     continual = payload.get("continual")
     if not isinstance(continual, dict) or not isinstance(continual.get("config"), dict):
@@ -176,4 +177,4 @@ def continual_of_checkpoint(path: Path) -> tuple[dict[str, Any], ContinualConfig
         config = ContinualConfig(**continual["config"])
     except TypeError as err:
         raise ValueError(f"{path}: its continual config is not one this version reads ({err})") from None
-    return payload["task"], config, int(payload["train_config"].get("seed", 0))
+    return payload, config
