@@ -33,6 +33,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from spiking_maelstrom.config import DEFAULT_RECIPES, read_config
 from spiking_maelstrom.continual import SCENARIOS, make_scenario, summary
 from spiking_maelstrom.continual.strategies import replay_buffer, replay_orders, sample_bytes
 from spiking_maelstrom.data import load_task
+from spiking_maelstrom.data.task import validation_split
 from spiking_maelstrom.files import atomic_write
 from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import network_config_for
@@ -63,7 +65,7 @@ def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespa
     run = args.out / f"{data}--{scenario}--{learner}"
     done = json.loads((run / "continual.json").read_text()) if (run / "continual.json").is_file() else {}
     if done.get("finished"):
-        return done
+        return done | {"learner": learner}
     strategy = {"joint-trained": "joint", "stream-ridge-trained": "stream-ridge"}.get(learner, learner)
     command = [sys.executable, "-m", "spiking_maelstrom.cli", "continual", "--dataset", data, "--out", str(run)]
     command += ["--scenario", scenario, "--strategy", strategy, "--experiences", str(args.experiences)]
@@ -79,7 +81,7 @@ def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespa
     if learner == "stream-ridge-trained":
         command += ["--continual.first_rule", rule]
     subprocess.run(command + shlex.split(args.train_args), check=True, stdout=sys.stderr)
-    return json.loads((run / "continual.json").read_text())
+    return json.loads((run / "continual.json").read_text()) | {"learner": learner}
 
 
 class BPTTLearner:
@@ -111,15 +113,18 @@ class BPTTLearner:
                 data = ConcatDataset([data, buffer])
         optimizer = torch.optim.Adam(self.model.parameters(), lr=self.args.bptt_lr)
         generator = torch.Generator().manual_seed(self.args.seed * 1000 + index)
-        self.model.train()
-        for _ in range(self.args.epochs):
-            for x, y in DataLoader(data, batch_size=32, shuffle=True, generator=generator):
-                logits = self.model(x)
-                logits = logits if heads is None else logits[:, heads]
-                optimizer.zero_grad(set_to_none=True)
-                nn.functional.cross_entropy(logits, y).backward()
-                optimizer.step()
+        for _ in range(self.args.bptt_epochs):
+            self.epoch(data, heads, optimizer, generator)
         self.learned = index + 1
+
+    def epoch(self, data: Any, heads: list[int] | None, optimizer: Any, generator: torch.Generator) -> None:
+        self.model.train()
+        for x, y in DataLoader(data, batch_size=32, shuffle=True, generator=generator):
+            logits = self.model(x)
+            logits = logits if heads is None else logits[:, heads]
+            optimizer.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(logits, y).backward()
+            optimizer.step()
 
     @torch.no_grad()
     def evaluate(self, index: int) -> float:
@@ -141,8 +146,10 @@ class BPTTLearner:
 
 def bptt_run(data: str, scenario_kind: str, learner: str, args: argparse.Namespace) -> dict[str, Any]:
     path = args.out / f"{data}--{scenario_kind}--{learner}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    settings = {"bptt_lr": args.bptt_lr, "bptt_epochs": args.bptt_epochs, "neurons": args.neurons}
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    if all(done.get(key) == value for key, value in settings.items()):
+        return done
     task = load_task(data, args.data / DATA[data]) if DATA[data] else load_task(data)
     scenario = make_scenario(task, scenario_kind, args.experiences, args.seed)
     torch.manual_seed(args.seed)
@@ -156,12 +163,43 @@ def bptt_run(data: str, scenario_kind: str, learner: str, args: argparse.Namespa
         matrix.append([model.evaluate(j) for j in range(len(scenario))])
         memory.append(model.memory_bytes())
         print(f"{data} {scenario_kind} {learner} after {index}: {matrix[-1]}", file=sys.stderr)
-    result = {"strategy": learner, "scenario": scenario_kind, "dataset": data, "matrix": matrix, "initial": initial}
+    result = {
+        "learner": learner,
+        "strategy": learner,
+        "scenario": scenario_kind,
+        "dataset": data,
+        "matrix": matrix,
+        "initial": initial,
+    }
     result |= summary(matrix, initial, joint=learner == "bptt-joint")
-    result |= {"seconds": seconds, "train_seconds": sum(seconds), "learner_bytes": memory, "neurons": args.neurons}
+    result |= {"seconds": seconds, "train_seconds": sum(seconds), "learner_bytes": memory} | settings
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     return result
+
+
+def tune_bptt(data: str, args: argparse.Namespace) -> str:
+    """The BPTT reference's learning rate and epochs, chosen on validation: ``bptt-joint`` on the
+    class-incremental scenario of a seeded 80/20 split of the training files, scored after each epoch."""
+    task = load_task(data, args.data / DATA[data]) if DATA[data] else load_task(data)
+    train, validation = validation_split(task.train, 0.2, args.seed)
+    held_out = replace(task, train=train, test=validation)
+    scenario = make_scenario(held_out, "class-incremental", args.experiences, args.seed)
+    everything = ConcatDataset([e.train for e in scenario.experiences])
+    lines = [f"| {data} lr | " + " | ".join(str(e + 1) for e in range(args.bptt_epochs)) + " |"]
+    lines.append("|---|" + "---:|" * args.bptt_epochs)
+    for lr in args.tune_bptt:
+        torch.manual_seed(args.seed)
+        learner = BPTTLearner(scenario, "bptt-joint", args)
+        optimizer = torch.optim.Adam(learner.model.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(args.seed * 1000)
+        scores = []
+        for epoch in range(args.bptt_epochs):
+            learner.epoch(everything, None, optimizer, generator)
+            scores.append(sum(learner.evaluate(j) for j in range(len(scenario))) / len(scenario))
+            print(f"{data} bptt lr {lr} epoch {epoch + 1}: validation {100 * scores[-1]:.1f} %", file=sys.stderr)
+        lines.append(f"| {lr:g} | " + " | ".join(f"{100 * s:.1f}" for s in scores) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -173,7 +211,11 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         mb = max(r["learner_bytes"]) / 2**20
         cells = [points(r["acc"]), points(r["bwt"], True), points(r["fwt"], True), f"{r['train_seconds']:.0f}"]
-        lines.append(f"| {r['dataset']} | {r['scenario']} | {r['strategy']} | " + " | ".join(cells) + f" | {mb:.1f} |")
+        lines.append(
+            f"| {r['dataset']} | {r['scenario']} | {r.get('learner', r['strategy'])} | "
+            + " | ".join(cells)
+            + f" | {mb:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -189,10 +231,24 @@ def main() -> None:
     parser.add_argument("--buffer-size", type=int, default=200, help="replayed samples (maelstrom and BPTT)")
     parser.add_argument("--neurons", type=int, default=1000, help="the BPTT network's size (the recipes': 1000)")
     parser.add_argument("--bptt-lr", type=float, default=3e-3)
+    parser.add_argument("--bptt-epochs", type=int, default=5, help="epochs per experience of the BPTT reference")
+    parser.add_argument(
+        "--tune-bptt",
+        type=float,
+        nargs="+",
+        metavar="LR",
+        help="instead of the sweep: validation accuracy of bptt-joint after each of --bptt-epochs, per learning rate",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-args", default="", help="settings added to every 'maelstrom continual' run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.tune_bptt:
+        text = "".join(tune_bptt(data, args) for data in args.datasets)
+        print(text, end="")
+        with atomic_write(args.out / "bptt-tuning.md") as tmp:
+            tmp.write_text(text)
+        return
     results = []
     for data in args.datasets:
         for scenario in args.scenarios:

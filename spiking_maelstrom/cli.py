@@ -36,7 +36,7 @@ from .config import (
 from .continual import CONTINUAL, ContinualConfig, ContinualTrainer, make_scenario
 from .continual.trainer import CHECKPOINT as CONTINUAL_CHECKPOINT
 from .continual.trainer import PLOT as CONTINUAL_PLOT
-from .continual.trainer import continual_of_checkpoint
+from .continual.trainer import continual_config, continual_of_checkpoint
 from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_scores
 from .data import TASKS, task_settings
 from .device import resolve_device
@@ -279,7 +279,8 @@ def _evaluate_parser(sub: Any) -> None:
         type=Path,
         nargs="+",
         help="run directory (or checkpoint file) written by train; several runs with the same test inputs "
-        "(their training augmentation may differ) are scored as an ensemble (per-step log-probabilities added)",
+        "(their training augmentation may differ) are scored as an ensemble (per-step log-probabilities added); "
+        "a run of 'maelstrom continual' alone is scored on every experience of its scenario",
     )
     evaluate.add_argument(
         "--cv",
@@ -396,10 +397,17 @@ def _continual_resumed(args: argparse.Namespace, given: dict[str, Any]) -> Conti
     if not checkpoint.is_file():
         raise CLIError(f"--resume: no continual checkpoint at {checkpoint}")
     payload, config = continual_of_checkpoint(checkpoint)
-    data_dir = given.get("task.data_dir")
-    task = _run_task(payload, Path(data_dir) if data_dir else None)
+    data_dir = Path(given["task.data_dir"]) if given.get("task.data_dir") else None
+    return _continual_trainer(payload, config, data_dir, given.get("device", "auto"), checkpoint)
+
+
+def _continual_trainer(
+    payload: dict[str, Any], config: ContinualConfig, data_dir: Path | None, device: str, checkpoint: Path
+) -> ContinualTrainer:
+    """The continual run a checkpoint holds, on its own scenario made again."""
+    task = _run_task(payload, data_dir)
     scenario = make_scenario(task, config.scenario, config.experiences, payload["train_config"]["seed"])
-    return ContinualTrainer.resume(payload, scenario, given.get("device", "auto"), checkpoint)
+    return ContinualTrainer.resume(payload, scenario, device, checkpoint)
 
 
 def _continual_started(args: argparse.Namespace, given: dict[str, Any]) -> ContinualTrainer:
@@ -512,6 +520,33 @@ def _evaluate_folds(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _evaluate_continual(args: argparse.Namespace, checkpoints: list[Path], payload: dict[str, Any]) -> dict[str, Any]:
+    """``evaluate`` of a continual run: every experience of its own scenario, scored as it learned
+    them (task-incremental: each through its own head)."""
+    if len(checkpoints) > 1:
+        raise CLIError(f"{checkpoints[0]} is a continual run: score it alone (or pass --dataset)")
+    if args.plot is not None:
+        raise CLIError(f"--plot: {checkpoints[0]} is a continual run; its continual.png is beside it")
+    start = time.perf_counter()
+    config = continual_config(payload, checkpoints[0])
+    trainer = _continual_trainer(payload, config, args.data_dir, args.device, checkpoints[0])
+    accuracies = trainer.evaluate_all()
+    result = {
+        "dataset": trainer.scenario.task.name,
+        "scenario": config.scenario,
+        "strategy": config.strategy,
+        "learned": len(trainer.matrix),
+        "accuracy_per_experience": accuracies,
+        "accuracy": sum(accuracies) / len(accuracies),
+        "seconds": time.perf_counter() - start,
+        "checkpoint": str(checkpoints[0]),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json is not None:
+        write_json(args.json, result)
+    return result
+
+
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     _out_file(args.json, "--json")
     _out_file(args.plot, "--plot")
@@ -520,6 +555,10 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     checkpoints = [_checkpoint_path(path) for path in args.run_dir]
     payloads = [load_checkpoint(checkpoint) for checkpoint in checkpoints]
     payload = payloads[0]
+    if "continual" in payload and args.dataset is None:
+        return _evaluate_continual(args, checkpoints, payload)
+    if "continual" in payload and continual_config(payload, checkpoints[0]).scenario == "task-incremental":
+        raise CLIError(f"--dataset: {checkpoints[0]} has one head per experience and no readout of its own to score")
     name = args.dataset or payload["task"]["name"]
     own = name == payload["task"]["name"]
     task = _run_task(payload, args.data_dir) if own else _task(name, {}, args.data_dir)

@@ -92,6 +92,8 @@ def load_network(
     except (KeyError, TypeError, ValueError) as err:
         reason = f"{type(err).__name__}: {err}"
         raise ValueError(f"{source}: its network_config does not build a network ({reason})") from err
+    for name, n_classes in payload.get("continual", {}).get("heads", {}).items():
+        network.add_head(name, n_classes)
     try:
         network.load_state_dict(payload["model"])
     except RuntimeError as err:  # torch lists every missing, unexpected or misshapen entry, one per line

@@ -211,3 +211,20 @@ def test_stream_ridge_can_train_the_encoder_on_the_first_experience_then_freezes
     assert not any(p.requires_grad for p in trainer.network.encoder.parameters())
     with pytest.raises(ValueError, match="stream-ridge alone takes one"):
         ContinualConfig(strategy="naive", first_rule="dfa")
+
+
+def test_evaluate_scores_a_task_incremental_run_through_each_experiences_head(tmp_path, capsys):
+    out = tmp_path / "tasks"
+    args = ["continual", "--scenario", "task-incremental", "--experiences", "3", *SMALL_ARGS, "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads((out / "continual.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json", str(tmp_path / "scores.json")]) == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert scores["accuracy_per_experience"] == result["matrix"][-1]
+    assert scores["scenario"] == "task-incremental" and scores["learned"] == 3
+    assert main(["evaluate", str(out), "--plot", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a continual run" in err and len(err.splitlines()) == 1
+    assert main(["evaluate", str(out), "--dataset", "randman"]) == 2
+    assert "one head per experience" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import torch
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import CVConfig, RunConfig, run_of_checkpoint
 from ..device import resolve_device
+from ..evaluation import load_network
 from ..files import write_json
 from ..network import MaelstromNetwork, build_network
 from ..plots import plot_continual
@@ -151,13 +152,7 @@ class ContinualTrainer:
         own settings."""
         continual = payload["continual"]
         run = run_of_checkpoint(payload, CVConfig(), device, path)
-        network = build_network(run.network, resolve_device(device))
-        for name, n_classes in continual["heads"].items():
-            network.add_head(name, n_classes)
-        try:
-            network.load_state_dict(payload["model"])
-        except RuntimeError as err:
-            raise ValueError(f"{path}: its model weights do not fit its network_config") from err
+        network = load_network(payload, resolve_device(device), path)
         trainer = cls(run, ContinualConfig(**continual["config"]), scenario, network)
         trainer.learner.load_state_dict(continual["learner"])
         trainer.initial = continual["initial"]
@@ -170,11 +165,15 @@ class ContinualTrainer:
 def continual_of_checkpoint(path: Path) -> tuple[dict[str, Any], ContinualConfig]:
     """A continual checkpoint, read once, and its continual settings (to make its scenario again)."""
     payload = load_checkpoint(path)
+    return payload, continual_config(payload, path)
+
+
+def continual_config(payload: dict[str, Any], path: Path | str = "checkpoint") -> ContinualConfig:
+    """The continual settings a checkpoint ``payload`` (read from ``path``) holds."""
     continual = payload.get("continual")
     if not isinstance(continual, dict) or not isinstance(continual.get("config"), dict):
         raise ValueError(f"{path} is not the checkpoint of a continual run")
     try:
-        config = ContinualConfig(**continual["config"])
+        return ContinualConfig(**continual["config"])
     except TypeError as err:
         raise ValueError(f"{path}: its continual config is not one this version reads ({err})") from None
-    return payload, config
