@@ -6,7 +6,8 @@ data) and scenario (``--scenarios``), each learner (``--learners``):
 
 * the maelstrom's, through ``maelstrom continual`` on the data set's default recipe (one run
   directory each, ``OUT/DATA--SCENARIO--LEARNER``; a finished one is read back, so a sweep resumes):
-  ``stream-ridge``, ``stream-ridge-trained`` (its encoder first trained on experience 0 by the
+  ``stream-ridge``, ``stream-ridge-no-recurrence`` (its ablation: the same maelstrom with its
+  recurrent weights off), ``stream-ridge-trained`` (its encoder first trained on experience 0 by the
   recipe's rule, ``--epochs``, then frozen), ``joint`` (ridge, all at once), ``naive`` and
   ``replay`` (the recipe's encoder rule and gradient readout, ``--epochs`` per experience) and
   ``joint-trained`` (those, all at once);
@@ -52,7 +53,15 @@ from spiking_maelstrom.maelstrom import Maelstrom
 from spiking_maelstrom.network import network_config_for
 
 DATA = {"nmnist": "nmnist-small", "shd": "fsdd-shd", "randman": None}
-MAELSTROM = ("stream-ridge", "stream-ridge-trained", "joint", "naive", "replay", "joint-trained")
+MAELSTROM = (
+    "stream-ridge",
+    "stream-ridge-no-recurrence",
+    "stream-ridge-trained",
+    "joint",
+    "naive",
+    "replay",
+    "joint-trained",
+)
 BPTT = ("bptt-naive", "bptt-replay", "bptt-joint")
 LEARNERS = (*MAELSTROM, *BPTT)
 
@@ -66,7 +75,7 @@ def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespa
     done = json.loads((run / "continual.json").read_text()) if (run / "continual.json").is_file() else {}
     if done.get("finished"):
         return done | {"learner": learner}
-    strategy = {"joint-trained": "joint", "stream-ridge-trained": "stream-ridge"}.get(learner, learner)
+    strategy = learner.removesuffix("-trained").removesuffix("-no-recurrence")
     command = [sys.executable, "-m", "spiking_maelstrom.cli", "continual", "--dataset", data, "--out", str(run)]
     command += ["--scenario", scenario, "--strategy", strategy, "--experiences", str(args.experiences)]
     command += ["--seed", str(args.seed), "--quiet", "--force", "--buffer-size", str(args.buffer_size)]
@@ -80,6 +89,8 @@ def maelstrom_run(data: str, scenario: str, learner: str, args: argparse.Namespa
         command += ["--readout", "linear", "--encoder-rule", rule]
     if learner == "stream-ridge-trained":
         command += ["--continual.first_rule", rule]
+    if learner == "stream-ridge-no-recurrence":
+        command += ["--no-recurrence"]
     subprocess.run(command + shlex.split(args.train_args), check=True, stdout=sys.stderr)
     return json.loads((run / "continual.json").read_text()) | {"learner": learner}
 

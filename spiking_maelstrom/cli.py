@@ -1,9 +1,9 @@
-"""The ``maelstrom`` command line: train, evaluate and export Maelstrom networks, and learn continually.
+"""The ``maelstrom`` command line: train, evaluate, simulate and export Maelstrom networks, and learn continually.
 
 A thin layer: ``train`` and ``baseline`` take their settings from the config dataclasses
 (``config.run_settings``: ``--train.epochs``, ``--network.maelstrom.n_neurons``, ... and the short
 forms in ``SHORT``), a ``--config`` file or recipe under them; the commands do their work in
-``runs``, ``baselines``, ``trainer``, ``continual`` and ``export``.
+``runs``, ``baselines``, ``trainer``, ``continual``, ``simulation`` and ``export``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, NoReturn
+
+import torch
 
 from . import __version__
 from .baselines import InputBaselineConfig, input_baseline_accuracy
@@ -25,12 +27,14 @@ from .config import (
     DEFAULT_RECIPES,
     LEAVES,
     CVConfig,
+    RunConfig,
     TaskConfig,
     checked,
     layered,
     read_config,
     recipes,
     resolve,
+    run_of_checkpoint,
     run_settings,
 )
 from .continual import CONTINUAL, ContinualConfig, ContinualTrainer, make_scenario
@@ -40,6 +44,7 @@ from .continual.trainer import continual_config, continual_of_checkpoint
 from .crossval import CV_SCORES, cross_validate, ensemble_folds, load_fold_scores
 from .data import TASKS, task_settings
 from .device import resolve_device
+from .diagnostics import MeasureConfig
 from .ensemble import Ensemble
 from .evaluation import evaluate_network, load_network
 from .export.netx import write_netx
@@ -47,11 +52,12 @@ from .export.nir import OUTPUTS, save_nir
 from .export.quantize import SCALINGS, quantize
 from .export.targets import available_targets, load_target
 from .files import probe_writable, write_json
-from .network import NetworkConfig
+from .network import NetworkConfig, build_network
 from .plots import plot_test
 from .progress import verbosity
 from .runs import CHECKPOINT, METRICS, clear_run, held_run, resume, start, train_run
 from .settings import Setting, add_settings, coerce, flatten, nest, settings_of
+from .simulation import MEASURES, SIMULATION_FILES, SimulateConfig, simulate, sweep
 
 # Short forms of the most used settings (today's README spellings).
 SHORT = {
@@ -90,6 +96,13 @@ CONTINUAL_SHORT = {
     "--strategy": "continual.strategy",
     "--experiences": "continual.experiences",
     "--buffer-size": "continual.buffer_size",
+}
+SIMULATE_SHORT = {
+    "--steps": "simulate.steps",
+    "--samples": "simulate.samples",
+    "--hold": "simulate.hold",
+    "--delays": "simulate.delays",
+    "--sweep": "simulate.sweep",
 }
 SWITCHES = {"--no-feedback": "network.feedback", "--no-recurrence": "network.maelstrom.recurrent"}
 
@@ -166,6 +179,7 @@ def _parser(width: int | None = None) -> argparse.ArgumentParser:
     _baseline_parser(sub)
     _evaluate_parser(sub)
     _continual_parser(sub)
+    _simulate_parser(sub)
     _export_parser(sub)
     if width is not None:
         for each in (parser, *sub.choices.values()):
@@ -266,6 +280,41 @@ def _continual_parser(sub: Any) -> None:
     continual.add_argument("--force", action="store_true", help="replace the run that --out holds")
     continual.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
     _add_run_options(continual)
+
+
+def _simulate_settings() -> list[Setting]:
+    """``simulate``'s own settings: the measures' (the run's seed seeds them) and ``SimulateConfig``'s."""
+    measures = settings_of(MeasureConfig, "simulate.", frozenset({"simulate.seed"}))
+    return [*measures, *settings_of(SimulateConfig, "simulate.")]
+
+
+def _simulate_parser(sub: Any) -> None:
+    simulate_ = sub.add_parser(
+        "simulate",
+        usage="maelstrom simulate [--run RUN | --config FILE|RECIPE] [--input generated|task] [--sweep R ...] "
+        "[--out DIR] [--force] [--KEY VALUE ...]",
+        help="run a maelstrom, record its spikes and measure what it remembers, separates and amplifies",
+        description="Run a maelstrom (fresh from the run settings, as train builds it, or the one in a trained "
+        f"--run) and write DIR/{MEASURES} (memory capacity, kernel and generalisation rank, separation, "
+        "one-spike perturbation growth, firing statistics), the recorded spikes (HDF5), a raster and the "
+        "measures' plots. Memory capacity and separation read the generated input; the ranks, perturbation "
+        "and firing statistics read --input. --sweep R ... also trains the network at each spectral radius "
+        "and draws memory capacity and validation accuracy against it.",
+    )
+    add_settings(simulate_.add_argument_group("simulate settings"), _simulate_settings(), SIMULATE_SHORT)
+    source = simulate_.add_mutually_exclusive_group()
+    source.add_argument("--run", type=Path, metavar="RUN", help="simulate the maelstrom of this trained run")
+    source.add_argument("--config", metavar="FILE|RECIPE", help="a TOML run config or a recipe, as in train")
+    simulate_.add_argument(
+        "--input",
+        choices=("generated", "task"),
+        help="what the ranks, perturbation and firing statistics read: the generated input or the task's test "
+        "samples through the encoder [default: task when --dataset, --config or --run is given, else generated]",
+    )
+    simulate_.add_argument("--out", type=Path, default=Path("runs/simulate"), help="simulation directory")
+    simulate_.add_argument("--force", action="store_true", help="replace the simulation that --out holds")
+    simulate_.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+    _add_run_options(simulate_)
 
 
 def _evaluate_parser(sub: Any) -> None:
@@ -443,6 +492,60 @@ def cmd_continual(args: argparse.Namespace) -> dict[str, Any]:
         f"ACC {100 * results['acc']:.1f} %{bwt} ({results['train_seconds']:.1f} s) -> {args.out}"
     )
     return results
+
+
+def _simulate_configs(args: argparse.Namespace, seed: int) -> tuple[MeasureConfig, SimulateConfig]:
+    values = {s.key: coerce(getattr(args, s.key), s.type, s.key) for s in _simulate_settings() if s.key in args}
+    own = {k.removeprefix("simulate."): v for k, v in values.items()}
+    sim = {k: own.pop(k) for k in list(own) if k in SimulateConfig.__dataclass_fields__}
+    return MeasureConfig(**own, seed=seed), SimulateConfig(**sim)
+
+
+def _simulated_run(args: argparse.Namespace, given: dict[str, Any]) -> tuple[RunConfig, Any, Any]:
+    """The run ``simulate`` reads, its task and its network: a trained ``--run``'s, or one built
+    fresh from the settings (as ``train`` would build it)."""
+    if args.run is None:
+        run, task = resolve(layered(read_config(args.config) if args.config else None, nest(given)))
+        torch.manual_seed(run.seed)
+        return run, task, build_network(run.network, resolve_device(run.device))
+    if refused := sorted(k for k in given if k not in ("task.data_dir", "device")):
+        raise CLIError(f"--run simulates {args.run} as it was trained: it takes no {', '.join(refused)}")
+    checkpoint = _checkpoint_path(args.run)
+    payload = load_checkpoint(checkpoint)
+    data_dir = Path(given["task.data_dir"]) if "task.data_dir" in given else None
+    device = given.get("device", "auto")
+    run = run_of_checkpoint(payload, CVConfig(), device, checkpoint)
+    return run, _run_task(payload, data_dir), load_network(payload, resolve_device(device), checkpoint)
+
+
+def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
+    given = _given(args)
+    _out_folder(args.out)
+    if not args.force and (args.out / MEASURES).is_file():
+        raise CLIError(f"--out {args.out} holds a simulation: --force replaces it, or choose another --out")
+    seed = int(coerce(given.get("seed", RunConfig.seed), int, "seed"))
+    measures, settings = _simulate_configs(args, seed)
+    from_task = args.input == "task" or (args.input is None and ("task.name" in given or args.config or args.run))
+    run, task, network = _simulated_run(args, given)
+    for name in SIMULATION_FILES:
+        (args.out / name).unlink(missing_ok=True)
+    result = simulate(network, replace(measures, seed=run.seed), settings, args.out, task if from_task else None)
+    growth = result["perturbation_growth"]
+    print(
+        f"{result['neurons']} neurons on {result['input']} input: memory capacity {result['memory_capacity']:.2f}, "
+        f"kernel rank {result['kernel_rank']}, generalisation rank {result['generalisation_rank']} "
+        f"(of {result['rank_inputs']}), {result['rate_hz']:.1f} Hz, perturbation {growth:.2f} spikes late "
+        f"-> {args.out}"
+    )
+    if settings.sweep:
+        points = sweep(run.network, run.train, task, replace(measures, seed=run.seed), settings.sweep, args.out)
+        best = max(points, key=lambda p: p["validation_accuracy"])
+        print(
+            f"sweep: best validation accuracy {best['validation_accuracy']:.4f} at spectral radius "
+            f"{best['spectral_radius']:g} -> {args.out}"
+        )
+        result["sweep"] = points
+    return result
 
 
 def cmd_baseline(args: argparse.Namespace) -> dict[str, Any]:
@@ -650,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": cmd_baseline,
         "evaluate": cmd_evaluate,
         "continual": cmd_continual,
+        "simulate": cmd_simulate,
         "export": cmd_export,
     }
     try:

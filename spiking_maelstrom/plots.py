@@ -1,4 +1,5 @@
-"""PNG plots a person would rather look at than read: learning curves, test results and spike rasters."""
+"""PNG plots a person would rather look at than read: learning curves, test results, spike rasters,
+continual runs and reservoir measures."""
 
 from __future__ import annotations
 
@@ -135,5 +136,45 @@ def plot_continual(matrix: list[list[float]], acc_curve: list[float], path: str 
     ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc.grid(alpha=0.3)
     ax_acc.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_measures(recorded: dict[str, Any], separation: list[dict[str, float]], dt: float, path: str | Path) -> Path:
+    """``maelstrom simulate``'s measures: ISI histogram, memory capacity per delay, the one-spike
+    perturbation's distance over time and the separation curve."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    isi, capacity, perturbed, separated = axes.flat
+    ms = 1e3 * dt
+    intervals = torch.tensor(recorded["isi_steps"], dtype=torch.float64) * ms
+    if intervals.numel():
+        isi.hist(intervals.numpy(), bins=50, color="tab:gray")
+    isi.set(xlabel="inter-spike interval (ms)", ylabel="count", title="ISI histogram")
+    per_delay = recorded["memory_capacity_per_delay"]
+    capacity.bar(range(1, len(per_delay) + 1), per_delay, color="tab:green")
+    capacity.set(xlabel="delay (input values back)", ylabel="MC_k (r squared)", ylim=(0, 1), title="memory capacity")
+    distance = recorded["perturbation_distance"]
+    perturbed.plot([t * ms for t in range(len(distance))], distance, color="tab:red")
+    perturbed.set(xlabel="time after the extra spike (ms)", ylabel="state distance", title="one-spike perturbation")
+    separated.plot([p["input_distance"] for p in separation], [p["state_distance"] for p in separation], marker="o")
+    separated.set(xlabel="input distance (RMS)", ylabel="state distance", title="separation")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sweep(points: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Memory capacity and validation accuracy against the spectral radius (the operating point)."""
+    fig, capacity = plt.subplots(figsize=(6.5, 4))
+    radii = [p["spectral_radius"] for p in points]
+    capacity.plot(radii, [p["memory_capacity"] for p in points], marker="o", color="tab:green")
+    capacity.set(xlabel="spectral radius", ylabel="memory capacity", title=title or "sweep")
+    capacity.yaxis.label.set_color("tab:green")
+    accuracy = capacity.twinx()
+    accuracy.plot(radii, [p["validation_accuracy"] for p in points], marker="s", color="tab:blue")
+    accuracy.set(ylabel="validation accuracy", ylim=(0, 1.02))
+    accuracy.yaxis.label.set_color("tab:blue")
+    capacity.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
