@@ -289,13 +289,14 @@ def measure(
 ) -> dict[str, Any]:
     """Every measure of ``maelstrom``: memory capacity and separation on the generated input; the
     ranks, the perturbation and the firing statistics on ``currents [B, T, N]`` with their
-    ``labels`` (e.g. a data set's through its encoder), or on the generated input when None.
+    ``labels`` (e.g. a data set's through its encoder; the last two on the first ``samples``), or
+    on the generated input when None.
     Returns the measures and, under ``recorded``, what the plots draw (``spikes`` of the run, MC
     per delay, the ISIs in steps, the population rate per step, the perturbation's distance)."""
     decay = trace_decay(maelstrom, config)
     per_delay, generated, spikes_u = generated_memory(maelstrom, config)
-    run_on = generated if currents is None else currents
-    spikes = spikes_u if currents is None else maelstrom.run(currents)[0]
+    run_on = (generated if currents is None else currents)[: config.samples]
+    spikes = spikes_u if currents is None else maelstrom.run(run_on)[0]
     at = min(config.washout * config.hold, run_on.shape[1] // 2) or 1
     distance = perturbation(maelstrom, run_on, at, decay, config.seed)
     ratio, exponent = growth(distance)

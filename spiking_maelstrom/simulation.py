@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-from .data.task import Task, validation_split
+from .data.task import Task, labels_of, validation_split
 from .diagnostics import MeasureConfig, generated_memory, measure, scalar_drive
 from .files import write_json
 from .maelstrom import Maelstrom
@@ -47,10 +47,21 @@ class SimulateConfig:
     record: Annotated[bool, f"stream the run's spikes to {SPIKES}"] = True
 
 
-def task_currents(network: MaelstromNetwork, task: Task, count: int) -> tuple[Tensor, Tensor]:
-    """The encoder's currents ``[B, T, N]`` for the first ``count`` test samples and their labels,
+def task_samples(task: Task, count: int, seed: int) -> list[int]:
+    """Training samples to run: ``count`` in a seeded random order, then more of the first one's
+    class until it has ``count`` (the ranks' inputs: distinct samples, and samples of one class)."""
+    labels = labels_of(task.train)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
+    first = order[:count]
+    alike = [i for i in order if labels[i] == labels[order[0]]]
+    have = sum(labels[i] == labels[order[0]] for i in first)
+    return first + [i for i in alike if i not in set(first)][: count - have]
+
+
+def task_currents(network: MaelstromNetwork, task: Task, indices: list[int]) -> tuple[Tensor, Tensor]:
+    """The encoder's currents ``[B, T, N]`` for the training samples ``indices`` and their labels,
     open loop: the feedback held at the uniform prior that starts every sample."""
-    x, y = next(iter(DataLoader(task.test, batch_size=count, shuffle=False)))
+    x, y = next(iter(DataLoader(Subset(task.train, indices), batch_size=len(indices), shuffle=False)))
     x = x.to(network.maelstrom.weight.device)
     flat = x.flatten(0, 1)
     prior = None
@@ -69,11 +80,12 @@ def simulate(
     maelstrom = network.maelstrom
     currents = labels = None
     if task is not None:
-        currents, labels = task_currents(network, task, max(config.samples, config.rank_inputs))
+        indices = task_samples(task, max(config.samples, config.rank_inputs), config.seed)
+        currents, labels = task_currents(network, task, indices)
     note("simulate: measuring the maelstrom")
     measures = measure(maelstrom, config, currents, labels)
     recorded = measures.pop("recorded")
-    run_on = currents if currents is not None else scalar_drive(maelstrom, config)[1]
+    run_on = (currents if currents is not None else scalar_drive(maelstrom, config)[1])[: config.samples]
     if settings.record:
         record_to_hdf5(maelstrom, run_on, out / SPIKES)
     spikes = recorded.pop("spikes")

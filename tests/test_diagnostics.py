@@ -193,7 +193,8 @@ def test_simulate_runs_on_nmnist_small(tmp_path):
     data = ["--dataset", "nmnist", "--data-dir", str(SHARED_DATA / "nmnist-small"), "--neurons", "100"]
     assert main(["simulate", *data, *SMALL_ARGS, "--out", str(out)]) == 0
     result = measures(out)
-    assert result["input"] == "nmnist" and result["samples"] == 20 and result["rate_hz"] > 0
+    assert result["input"] == "nmnist" and result["samples"] == 8 and result["rank_inputs"] == 20
+    assert result["rate_hz"] > 0 and result["kernel_rank"] > 1
 
 
 def test_simulate_sweeps_the_spectral_radius_with_memory_and_validation_accuracy(tmp_path):
