@@ -527,9 +527,10 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
     measures, settings = _simulate_configs(args, seed)
     from_task = args.input == "task" or (args.input is None and ("task.name" in given or args.config or args.run))
     run, task, network = _simulated_run(args, given)
+    measures = replace(measures, seed=run.seed)
     for name in SIMULATION_FILES:
         (args.out / name).unlink(missing_ok=True)
-    result = simulate(network, replace(measures, seed=run.seed), settings, args.out, task if from_task else None)
+    result = simulate(network, measures, settings, args.out, task if from_task else None)
     growth = result["perturbation_growth"]
     print(
         f"{result['neurons']} neurons on {result['input']} input: memory capacity {result['memory_capacity']:.2f}, "
@@ -538,7 +539,7 @@ def cmd_simulate(args: argparse.Namespace) -> dict[str, Any]:
         f"-> {args.out}"
     )
     if settings.sweep:
-        points = sweep(run.network, run.train, task, replace(measures, seed=run.seed), settings.sweep, args.out)
+        points = sweep(run.network, run.train, task, measures, settings.sweep, args.out)
         best = max(points, key=lambda p: p["validation_accuracy"])
         print(
             f"sweep: best validation accuracy {best['validation_accuracy']:.4f} at spectral radius "

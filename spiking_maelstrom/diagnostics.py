@@ -67,11 +67,17 @@ class MeasureConfig:
 def scalar_drive(maelstrom: Maelstrom, config: MeasureConfig, samples: int | None = None) -> tuple[Tensor, Tensor]:
     """The generated input: its values ``u [B, steps // hold]`` and the currents ``[B, T, N]`` they
     make (``MeasureConfig``), ``T`` a whole number of holds."""
-    generator = torch.Generator().manual_seed(config.seed)
-    w = torch.randn(maelstrom.n_neurons, generator=generator, dtype=torch.float64)
+    w, generator = input_weights(maelstrom, config.seed)
     shape = (samples or config.samples, config.steps // config.hold)
     u = torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1
     return u, drive_currents(maelstrom, u, w, config)
+
+
+def input_weights(maelstrom: Maelstrom, seed: int) -> tuple[Tensor, torch.Generator]:
+    """The generated input's weights ``w [N]`` for ``seed``, and the generator that drew them (it
+    draws the input values next)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(maelstrom.n_neurons, generator=generator, dtype=torch.float64), generator
 
 
 def drive_currents(maelstrom: Maelstrom, u: Tensor, w: Tensor, config: MeasureConfig) -> Tensor:
@@ -225,7 +231,7 @@ def separation(maelstrom: Maelstrom, config: MeasureConfig, fractions: tuple[flo
     after the washout (input: RMS of ``u_a - u_b``; state: Euclidean distance of the traces)."""
     generator = torch.Generator().manual_seed(config.seed + 1)
     u, currents = scalar_drive(maelstrom, config)
-    w = torch.randn(maelstrom.n_neurons, generator=torch.Generator().manual_seed(config.seed), dtype=torch.float64)
+    w, _ = input_weights(maelstrom, config.seed)
     decay = trace_decay(maelstrom, config)
     skip = config.washout * config.hold
     reference = traces(maelstrom.run(currents)[0], decay)[:, skip:]
@@ -269,8 +275,7 @@ def ranks(
         u, distinct = scalar_drive(maelstrom, config, count)
         generator = torch.Generator().manual_seed(config.seed + 2)
         noisy = (u[:1] + config.noise * torch.randn(u.shape, generator=generator, dtype=torch.float64)).clamp(-1, 1)
-        w = torch.randn(maelstrom.n_neurons, generator=torch.Generator().manual_seed(config.seed), dtype=torch.float64)
-        alike = drive_currents(maelstrom, noisy, w, config)
+        alike = drive_currents(maelstrom, noisy, input_weights(maelstrom, config.seed)[0], config)
     else:
         if labels is None:
             raise ValueError("ranks on given currents need their labels")

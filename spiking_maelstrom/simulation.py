@@ -54,8 +54,9 @@ def task_samples(task: Task, count: int, seed: int) -> list[int]:
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed)).tolist()
     first = order[:count]
     alike = [i for i in order if labels[i] == labels[order[0]]]
-    have = sum(labels[i] == labels[order[0]] for i in first)
-    return first + [i for i in alike if i not in set(first)][: count - have]
+    chosen = set(first)
+    have = sum(i in chosen for i in alike)
+    return first + [i for i in alike if i not in chosen][: count - have]
 
 
 def task_currents(network: MaelstromNetwork, task: Task, indices: list[int]) -> tuple[Tensor, Tensor]:
@@ -75,8 +76,9 @@ def task_currents(network: MaelstromNetwork, task: Task, indices: list[int]) -> 
 def simulate(
     network: MaelstromNetwork, config: MeasureConfig, settings: SimulateConfig, out: Path, task: Task | None = None
 ) -> dict[str, Any]:
-    """Measure ``network``'s maelstrom on the generated input, or on ``task``'s test samples
-    through its encoder, and write the simulation directory ``out``; returns the measures."""
+    """Measure ``network``'s maelstrom on the generated input, or on ``task``'s training samples
+    (``task_samples``) through its encoder, and write the simulation directory ``out``; returns
+    the measures."""
     maelstrom = network.maelstrom
     currents = labels = None
     if task is not None:
